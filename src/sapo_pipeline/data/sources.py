@@ -1,0 +1,88 @@
+"""Resolve a :class:`SourceConfig` to files on disk and the reader that understands them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from sapo_pipeline.data.config import SourceConfig
+from sapo_pipeline.data.readers import read_source
+from sapo_pipeline.data.schema import RawSource
+
+log = logging.getLogger(__name__)
+
+#: File name patterns per Amazon release: (reviews, meta), tried plain then gzipped.
+_AMAZON_FILES = {
+    "amazon2023": ("{cat}.jsonl", "meta_{cat}.jsonl"),
+    "amazon2018": ("{cat}.json", "meta_{cat}.json"),
+}
+
+
+def _find(root: Path, name: str) -> Path:
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"expected {root / name} (or {name}.gz): not found")
+
+
+def _detect_category(root: Path, fmt: str) -> str:
+    meta_pattern = _AMAZON_FILES[fmt][1].replace("{cat}", "*")
+    found = sorted({p.name.removesuffix(".gz") for p in root.glob(meta_pattern + "*")})
+    if len(found) != 1:
+        raise ValueError(
+            f"{root}: set ingest.source.category; expected exactly one {meta_pattern} file, found {found}"
+        )
+    prefix, suffix = meta_pattern.split("*")
+    return found[0][len(prefix) : len(found[0]) - len(suffix)]
+
+
+def open_source(cfg: SourceConfig, category: str | None = None) -> RawSource:
+    """Read the configured source. ``category`` overrides ``cfg.category`` (synthetic data)."""
+    root = Path(cfg.path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"raw data directory {root} does not exist (ingest.source.path)")
+    fmt = "amazon2023" if cfg.format == "synthetic" else cfg.format
+    opts = dict(cfg.options)
+    if fmt in _AMAZON_FILES:
+        cat = category or cfg.category or _detect_category(root, fmt)
+        reviews_name, meta_name = (p.format(cat=cat) for p in _AMAZON_FILES[fmt])
+        return read_source(fmt, reviews_path=_find(root, reviews_name), meta_path=_find(root, meta_name), **opts)
+    if fmt == "minionerec":
+        split_dir = root / opts.pop("split_dir", ".")
+        ts = opts.pop("timestamps_dir", None)
+        return read_source(
+            fmt,
+            split_dir=split_dir,
+            timestamps_dir=(root / ts) if ts else None,
+            category=category or cfg.category,
+            **opts,
+        )
+    if fmt == "lcrec" and opts.get("titles_tsv"):
+        opts["titles_tsv"] = root / opts["titles_tsv"]
+    return read_source(fmt, dir=root, **opts)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inventory(root: Path) -> dict:
+    """Every file under ``root`` (recursively) with its size and sha256: the run's raw inputs."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"raw data directory {root} does not exist (ingest.source.path)")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise FileNotFoundError(f"raw data directory {root} has no files")
+    return {
+        "root": str(root),
+        "files": [
+            {"path": str(p.relative_to(root)), "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in files
+        ],
+    }

@@ -1,0 +1,36 @@
+"""The typed parameter sections of every pipeline, and their validation.
+
+Each top-level key of a ``conf/*/parameters_<pipeline>.yml`` maps to one config dataclass.
+:func:`validate_parameters` builds them all from Kedro's merged parameters (runtime
+``--params`` included) so that a typo or an out-of-range value fails before the first node.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from sapo_pipeline.config_utils import from_dict
+
+#: parameters key -> "module:ConfigClass" (imported lazily: some pull in torch).
+SECTIONS: dict[str, str] = {
+    "ingest": "sapo_pipeline.data.config:IngestConfig",
+    "sid_catalog": "sapo_pipeline.sid.config:SIDCatalogConfig",
+}
+
+
+def config_class(section: str) -> type:
+    """The config dataclass of a parameters section."""
+    module, _, name = SECTIONS[section].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_section(section: str, params: Mapping[str, Any]) -> Any:
+    """Build the typed config of ``section`` from its parameter dict."""
+    return from_dict(config_class(section), params, section)
+
+
+def validate_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Build every known section present in ``params``; raise ConfigError on the first problem."""
+    return {key: load_section(key, params[key]) for key in SECTIONS if key in params}
