@@ -1,0 +1,107 @@
+"""Shared assembly for the raw Amazon review + metadata readers (2018 and 2023 releases)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from sapo_pipeline.data.readers._common import concat_rejects, distinct_names, split_duplicates
+from sapo_pipeline.data.readers.jsonl import FieldSpec, read_jsonl
+from sapo_pipeline.data.schema import RawSource
+
+
+def _blank_to_null(col: str) -> pl.Expr:
+    c = pl.col(col).str.strip_chars()
+    return pl.when(c == "").then(None).otherwise(c).alias(col)
+
+
+def _text_list(col: str) -> pl.Expr:
+    """Drop null and blank entries of a List(Utf8) column (null list -> empty list)."""
+    return (
+        pl.col(col)
+        .fill_null(pl.lit([], dtype=pl.List(pl.Utf8)))
+        .list.eval(pl.element().filter(pl.element().str.strip_chars() != "").str.strip_chars())
+        .alias(col)
+    )
+
+
+def read_amazon_pair(
+    reviews_path: str | Path,
+    meta_path: str | Path,
+    *,
+    review_specs: list[FieldSpec],
+    meta_specs: list[FieldSpec],
+    key_field: str,
+    ts_divisor: int,
+    release: str,
+) -> RawSource:
+    """Read a review file and a metadata file of one Amazon release into a RawSource.
+
+    ``review_specs`` must yield columns user_id, asin, timestamp, rating; ``meta_specs`` asin,
+    title, brand, categories (List), description (List) and optionally main_category (used as a
+    one-element category path when ``categories`` is empty). ``key_field`` is the JSON name of
+    the item key (for duplicate rejects); timestamps are divided by ``ts_divisor`` (floor).
+    """
+    reviews_path, meta_path = Path(reviews_path), Path(meta_path)
+    r_name, m_name = distinct_names(reviews_path, meta_path)
+    rev = read_jsonl(
+        reviews_path, review_specs, expected=f"Amazon {release} review JSON lines", file=r_name
+    )
+    meta = read_jsonl(
+        meta_path, meta_specs, expected=f"Amazon {release} metadata JSON lines", file=m_name
+    )
+
+    reviews = rev.frame.select(
+        "user_id",
+        "asin",
+        (pl.col("timestamp") // ts_divisor).alias("timestamp"),
+        "rating",
+        pl.col("line").alias("seq"),
+        pl.lit(r_name).alias("file"),
+        "line",
+    )
+
+    items, dup_rejects = split_duplicates(meta.frame, "asin", m_name, key_field)
+    cats = _text_list("categories")
+    if "main_category" in items.columns:
+        main = pl.col("main_category").str.strip_chars()
+        fallback = (
+            pl.when(main.is_not_null() & (main != ""))
+            .then(pl.concat_list([main]))
+            .otherwise(pl.lit([], dtype=pl.List(pl.Utf8)))
+        )
+        cats = pl.when(cats.list.len() > 0).then(cats).otherwise(fallback).alias("categories")
+    items = (
+        items.with_columns(
+            _blank_to_null("title"),
+            _blank_to_null("brand"),
+            cats,
+            _text_list("description").list.join(" ").alias("description"),
+        )
+        .with_columns(_blank_to_null("description"))
+        .select(
+            "asin",
+            "title",
+            "brand",
+            "categories",
+            "description",
+            pl.lit(None, dtype=pl.Int64).alias("source_item_id"),
+        )
+    )
+
+    notes = []
+    n_untitled = items["title"].null_count()
+    if n_untitled:
+        notes.append(
+            f"{m_name}: {n_untitled} items without a title kept with title null "
+            f"(the processing step drops and counts them)"
+        )
+    return RawSource(
+        reviews=reviews,
+        items=items,
+        rejects=concat_rejects([rev.rejects, meta.rejects, dup_rejects]),
+        lines_read={r_name: rev.lines_read, m_name: meta.lines_read},
+        has_timestamps=True,
+        notes=notes,
+    )
