@@ -130,13 +130,15 @@ def ingest_report(
     samples: pl.DataFrame,
     source: dict,
     notes: list[str],
-    published: bool,
+    published: str | None,
     split_method: str,
+    line_files: dict[str, list[str]] | None = None,
 ) -> dict:
     """The accounting of a whole ingest run, JSON-serialisable.
 
-    ``rows`` holds the top-level identity for interactions: lines read from the review
-    files = kept + filtered (by rule) + rejected (by reason).
+    For line-per-row sources (``line_files`` names the review and meta files), ``totals``
+    holds the end-to-end identities: lines read from the review files = interactions kept +
+    filtered (by rule) + rejected (by reason, reader and dedupe), and likewise for item lines.
     """
     reasons = dict(rejects.group_by("reason").len().sort("reason").iter_rows()) if rejects.height else {}
     by_file = (
@@ -163,6 +165,31 @@ def ingest_report(
         },
         "notes": list(notes),
     }
+    if line_files:
+        report["totals"] = [x.to_dict() for x in end_to_end_ledgers(line_files, lines_read, ledgers, rejects)]
     if published:
-        report["notes"].append(TRAIN_RECONSTRUCTION_NOTE.format(cutoff="valid or test (see parameters)"))
+        report["notes"].append(TRAIN_RECONSTRUCTION_NOTE.format(cutoff=published))
     return report
+
+
+def end_to_end_ledgers(
+    line_files: dict[str, list[str]], lines_read: dict[str, int], ledgers: list[Ledger], rejects: pl.DataFrame
+) -> list[Ledger]:
+    """Lines read -> kept, across reader, dedupe and filters, for reviews and for items.
+
+    ``line_files`` maps "reviews" / "items" to the files whose every line is one row. Raises
+    :class:`~sapo_pipeline.data.accounting.AccountingError` when a row went missing.
+    """
+    by_step = {ledger.step: ledger for ledger in ledgers}
+    out = []
+    for kind, step in (("reviews", "filter_reviews"), ("items", "items")):
+        files = line_files.get(kind) or []
+        if not files or step not in by_step:
+            continue
+        ledger = Ledger(f"{kind}_end_to_end", sum(lines_read.get(f, 0) for f in files))
+        ledger.kept = by_step[step].kept
+        for rule, n in by_step[step].filtered.items():
+            ledger.filter(rule, n)
+        ledger.reject_frame(rejects.filter(pl.col("file").is_in(files)))
+        out.append(ledger.check())
+    return out

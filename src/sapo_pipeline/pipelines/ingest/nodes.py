@@ -51,8 +51,17 @@ def read_raw_source(raw_manifest: dict[str, Any], params: dict[str, Any]) -> dic
             "has_timestamps": raw.has_timestamps,
             "pre_split": raw.published_samples is not None,
             "notes": raw.notes,
+            "line_files": _line_files(cfg.source.format, raw),
         },
     }
+
+
+def _line_files(fmt: str, raw: RawSource) -> dict[str, list[str]] | None:
+    """Files where one line is one review / one item (the Amazon dumps), for end-to-end totals."""
+    if fmt not in ("synthetic", "amazon2023", "amazon2018"):
+        return None
+    reviews = sorted(raw.reviews["file"].unique().to_list())
+    return {"reviews": reviews, "items": sorted(set(raw.lines_read) - set(reviews))}
 
 
 def clean_interactions(
@@ -110,8 +119,9 @@ def report_ingest(
         samples=samples,
         source=to_dict(cfg.source),
         notes=read_summary["notes"],
-        published=read_summary["pre_split"],
+        published=cfg.split.train_cutoff if read_summary["pre_split"] else None,
         split_method=cfg.split.method,
+        line_files=read_summary.get("line_files"),
     )
     log.info("ingest: %s samples %s", report["catalog"], report["samples"]["per_split"])
     return report
