@@ -17,6 +17,7 @@ from sapo_pipeline.config_utils import from_dict
 SECTIONS: dict[str, str] = {
     "ingest": "sapo_pipeline.data.config:IngestConfig",
     "sid_catalog": "sapo_pipeline.sid.config:SIDCatalogConfig",
+    "teacher_corpus": "sapo_pipeline.teacher.config:TeacherCorpusConfig",
 }
 
 

@@ -15,6 +15,7 @@ _WHERE = {
     "NumpyDataset": "tables",
     "TextDataset": "tables",
     "MatplotlibPNGDataset": "tables",
+    "SafetensorsDataset": "tensors",
     "HFCheckpointDataset": "checkpoint",
 }
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import polars as pl
 
-from sapo_pipeline.config_utils import from_dict, to_dict
+from sapo_pipeline.config_utils import to_dict
+from sapo_pipeline.parameters import load_section
 from sapo_pipeline.teacher.config import TeacherCorpusConfig
 from sapo_pipeline.teacher.corpus import (
     build_alignment_corpus,
@@ -22,8 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _config(params: dict[str, Any]) -> TeacherCorpusConfig:
-    # Once the lead registers the section in parameters.SECTIONS this is load_section(...).
-    return from_dict(TeacherCorpusConfig, params, "teacher_corpus")
+    return load_section("teacher_corpus", params)
 
 
 def build_hierarchy(items: pl.DataFrame, sid_table: pl.DataFrame,

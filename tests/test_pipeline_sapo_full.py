@@ -1,0 +1,66 @@
+"""``sapo_full`` on the smoke configuration, through Kedro's CLI, in a scratch project."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from kedro_helpers import kedro, make_project
+from sapo_pipeline.sid.catalog import SIDTrie, parse_sid
+from sapo_pipeline.teacher.layout import parse_steps
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("sapo_full_smoke"))
+    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke")
+    return project / "data"
+
+
+def test_sid_catalog_is_complete_unique_and_reported(full_run: Path):
+    items = pl.read_parquet(full_run / "03_primary" / "items.parquet")
+    table = pl.read_parquet(full_run / "04_feature" / "sid_table.parquet")
+    emb = np.load(full_run / "04_feature" / "item_embeddings.npy")
+    assert emb.shape == (items.height, 384)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert table["item_id"].to_list() == items["item_id"].to_list()
+    assert table["sid"].n_unique() == items.height
+    assert all(format_ok(s) for s in table["sid"].to_list())
+
+    trie = SIDTrie.from_dict(json.loads((full_run / "04_feature" / "sid_trie.json").read_text()))
+    codes = table["codes"].to_list()
+    assert len(trie) == items.height
+    first = tuple(codes[0])
+    assert first[1] in trie.children(first[:1]) and trie.item_of(first) == table["item_id"][0]
+    with pytest.raises(KeyError):
+        trie.children((10_000,))
+
+    report = json.loads((full_run / "08_reporting" / "sid_report.json").read_text())
+    assert report["collision_rate_after"] == 0.0 and report["unique_sids"] == items.height
+    assert report["levels_stats"][0]["codes_used"] > 1
+    assert (full_run / "08_reporting" / "sid_catalog.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def format_ok(sid: str) -> bool:
+    return len(parse_sid(sid)) == 3
+
+
+def test_teacher_corpora_use_no_test_rows_and_parse(full_run: Path):
+    samples = pl.read_parquet(full_run / "05_model_input" / "samples.parquet")
+    reasoning = pl.read_parquet(full_run / "05_model_input" / "reasoning_corpus.parquet")
+    alignment = pl.read_parquet(full_run / "05_model_input" / "alignment_corpus.parquet")
+    table = pl.read_parquet(full_run / "04_feature" / "sid_table.parquet")
+    assert set(reasoning["split"].unique()) == {"train", "valid"}
+    split_of = dict(zip(samples["sample_id"].to_list(), samples["split"].to_list(), strict=True))
+    assert {split_of[s] for s in reasoning["source_id"].to_list()} <= {"train", "valid"}
+    assert all(split_of[s] == split for s, split in reasoning.select("source_id", "split").iter_rows())
+    sid_of = dict(zip(table["item_id"].to_list(), table["codes"].to_list(), strict=True))
+    target_of = dict(zip(samples["sample_id"].to_list(), samples["target"].to_list(), strict=True))
+    for source_id, response in reasoning.select("source_id", "response").head(50).iter_rows():
+        blocks, codes = parse_steps(response)
+        assert len(blocks) == 3 and list(codes) == sid_of[target_of[source_id]]
+    assert alignment["task"].n_unique() == 7
