@@ -26,7 +26,7 @@ def smoke_project(tmp_path_factory) -> Path:
 def test_ingest_smoke_outputs_and_accounting(smoke_project: Path):
     data = smoke_project / "data"
     report = json.loads((data / "08_reporting" / "ingest_report.json").read_text())
-    manifest = json.loads((data / "01_raw" / "synthetic_smoke" / "_manifest.json").read_text())
+    manifest = json.loads((data / "01_raw" / "synthetic" / "_manifest.json").read_text())
 
     # Every line of the generated review file is kept, filtered by a named rule or rejected.
     totals = {t["step"]: t for t in report["totals"]}
@@ -60,12 +60,12 @@ def test_rerun_with_deprecated_flag_is_deterministic(smoke_project: Path):
     data = smoke_project / "data"
     before = {p: _sha(data / p) for p in ("03_primary/items.parquet", "05_model_input/samples.parquet",
                                            "08_reporting/ingest_report.json")}
-    raw_mtime = (data / "01_raw" / "synthetic_smoke" / "_manifest.json").stat().st_mtime
+    raw_mtime = (data / "01_raw" / "synthetic" / "_manifest.json").stat().st_mtime
     proc = kedro(smoke_project, "run", "--pipeline=ingest", "--env", "smoke")
     assert "deprecated" in (proc.stdout + proc.stderr).lower()
     assert {p: _sha(data / p) for p in before} == before
     # the generator saw an up-to-date manifest and did not rewrite the raw files
-    assert (data / "01_raw" / "synthetic_smoke" / "_manifest.json").stat().st_mtime == raw_mtime
+    assert (data / "01_raw" / "synthetic" / "_manifest.json").stat().st_mtime == raw_mtime
 
 
 def test_bad_parameter_fails_before_any_node(tmp_path: Path):
