@@ -9,9 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kedro_helpers import kedro, make_project
 from sapo_pipeline.sid.catalog import SIDTrie, parse_sid
 from sapo_pipeline.teacher.layout import parse_steps
+
+from kedro_helpers import kedro, make_project
 
 
 @pytest.fixture(scope="module")

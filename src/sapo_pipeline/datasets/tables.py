@@ -20,7 +20,6 @@ import numpy as np
 import polars as pl
 from kedro.io.core import AbstractDataset, DatasetError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -78,3 +80,14 @@ def split_duplicates(
         ).alias("detail"),
     )
     return items.filter(~is_dup), rejects
+
+
+def read_json_object(path: Path, what: str, shape: str) -> dict[str, Any]:
+    """A whole-file JSON object, or a ValueError naming the file and the expected ``shape``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as {what} ({shape}): {exc}") from None
+    if not isinstance(data, dict):  # a wrong file format, not a programming error
+        raise ValueError(f"{path}: expected a JSON object {shape}, got {type(data).__name__}")  # noqa: TRY004
+    return data

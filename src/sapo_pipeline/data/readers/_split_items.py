@@ -10,13 +10,12 @@ single object. The info file is tab-separated, one item per line, no header:
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sapo_pipeline.data.readers._cells import parse_text_list
-from sapo_pipeline.data.readers._common import excerpt
+from sapo_pipeline.data.readers._common import excerpt, read_json_object
 
 _SID = re.compile(r"^(<[a-z]_\d+>)+$")
 
@@ -57,17 +56,7 @@ def _categories(value: object) -> list[str] | None:
 
 def read_item_json(path: Path, label: str) -> Catalog:
     """Read ``<Cat>.item.json``; a record with a non-integer key or bad field types is a reject."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{path}: cannot be read as a MiniOneRec item.json "
-            f"({{item_id: {{title, description, brand, categories}}}}): {exc}"
-        ) from None
-    if not isinstance(data, dict):  # a wrong file format, not a programming error
-        raise ValueError(  # noqa: TRY004
-            f"{path}: expected a JSON object {{item_id: {{...}}}}, got {type(data).__name__}"
-        )
+    data = read_json_object(path, "a MiniOneRec item.json", "{item_id: {title, description, brand, categories}}")
     cat = Catalog(label=label, n_records=len(data))
     inexact = 0
     for pos, (key, rec) in enumerate(data.items(), start=1):

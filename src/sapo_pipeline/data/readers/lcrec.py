@@ -18,7 +18,6 @@ map (null when absent). ``has_timestamps`` is False.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -28,6 +27,7 @@ import polars as pl
 from sapo_pipeline.data.readers._common import (
     concat_rejects,
     excerpt,
+    read_json_object,
     reject_frame,
     require_dir,
     require_file,
@@ -136,18 +136,7 @@ def _read_titles(path: Path, item_map: dict[int, str]) -> tuple[dict[int, str], 
 def _read_inter(
     path: Path, label: str, users: dict[int, str], items: dict[int, str]
 ) -> tuple[pl.DataFrame, list[tuple], int]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(
-            f"{path}: cannot be read as LC-Rec inter.json "
-            f"({{user_index: [item_index, ...]}}): {exc}"
-        ) from None
-    if not isinstance(data, dict):  # a wrong file format, not a programming error
-        raise ValueError(  # noqa: TRY004
-            f"{path}: expected a JSON object {{user_index: [item_index, ...]}}, "
-            f"got {type(data).__name__}"
-        )
+    data = read_json_object(path, "LC-Rec inter.json", "{user_index: [item_index, ...]}")
     out: dict[str, list] = {c: [] for c in REVIEW_SCHEMA}
     rejects: list[tuple] = []
     for pos, (key, seq) in enumerate(data.items(), start=1):
