@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run test repro viz bench clean-data
+.PHONY: setup browser run test repro viz bench clean-data
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,14 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/kedro run --pipelines=sapo_full
 
-test: setup
+# Debian's Chromium for the kedro-viz screenshot test (best effort: the test skips without it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || \
+	  ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
+	  echo "Chromium not installed: the kedro-viz screenshot test will skip"
+
+test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 repro: setup

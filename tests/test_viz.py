@@ -1,0 +1,75 @@
+"""kedro-viz: the static site builds, shows every pipeline and layer, and renders in Chromium."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from kedro_helpers import kedro, make_project
+
+LAYERS = ["raw", "intermediate", "primary", "feature", "model_input", "models", "reporting"]
+
+
+@pytest.fixture(scope="module")
+def viz_build(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("viz"))
+    kedro(project, "viz", "build", "--include-hooks")
+    build = project / "build"
+    assert (build / "index.html").is_file()
+    return build
+
+
+def test_every_pipeline_and_layer_appears(viz_build: Path):
+    from sapo_pipeline.pipelines.sapo_full.pipeline import STAGES
+
+    main = json.loads((viz_build / "api" / "main").read_text())
+    pipelines = {p["id"] for p in main["pipelines"]}
+    stages = {m.__name__.rsplit(".", 1)[1] for m in STAGES}
+    assert stages | {"sapo_full", "__default__"} <= pipelines
+    assert main["layers"] == [layer for layer in LAYERS if layer in main["layers"]]
+    data_nodes = [n for n in main["nodes"] if n["type"] == "data"]
+    unlayered = [n["name"] for n in data_nodes if not n.get("layer") and not n["name"].startswith("params:")]
+    assert not unlayered, f"datasets without a kedro-viz layer: {unlayered}"
+    for name in pipelines - {"__default__"}:
+        assert (viz_build / "api" / "pipelines" / name).is_file()
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def test_screenshot_in_headless_chromium(viz_build: Path, tmp_path: Path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium not installed (Debian package 'chromium'; .ci/run installs it where apt works)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(viz_build))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    shot = tmp_path / "kedro_viz.png"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        subprocess.run(
+            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1600,1000",
+             "--virtual-time-budget=15000", f"--screenshot={shot}", url],
+            check=True, capture_output=True, timeout=180,
+        )
+    finally:
+        server.shutdown()
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000  # a rendered page, not a blank one
+    reporting = Path(__file__).resolve().parents[1] / "data" / "08_reporting"
+    reporting.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, reporting / "kedro_viz.png")
