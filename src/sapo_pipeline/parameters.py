@@ -18,6 +18,7 @@ SECTIONS: dict[str, str] = {
     "ingest": "sapo_pipeline.data.config:IngestConfig",
     "sid_catalog": "sapo_pipeline.sid.config:SIDCatalogConfig",
     "teacher_corpus": "sapo_pipeline.teacher.config:TeacherCorpusConfig",
+    "evaluate": "sapo_pipeline.evaluation.config:EvaluateConfig",
 }
 
 

@@ -1,0 +1,176 @@
+"""Typed parameters of the evaluation (``conf/*/parameters_evaluate.yml``, key ``evaluate``).
+
+* :class:`DecodingConfig` -- beam search used to produce predictions.
+* :class:`MetricsConfig` -- cut-offs and the history-exclusion convention (METHOD.md §4).
+* :class:`StatsConfig` -- bootstrap confidence intervals and paired tests.
+* :class:`ReportConfig` -- what the comparison report names in its header and which tests it runs.
+* :class:`EvaluateConfig` -- all of the above plus the evaluated rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEVICES = ("auto", "cpu", "cuda")
+PUBLISHED_CHOICES = ("auto", "none", "office", "industrial")
+METRIC_FAMILIES = ("recall", "ndcg")
+
+
+def _positive(owner: str, name: str, value: float | None, allow_none: bool = False,
+              allow_zero: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value is None or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{owner}.{name}={value!r}: must be {'>= 0' if allow_zero else '> 0'}")
+
+
+@dataclass
+class DecodingConfig:
+    """Trie-constrained beam search over the catalog's SIDs (METHOD.md §4)."""
+
+    num_beams: int = field(default=10, metadata={"help": "Beams B; every sample gets B ranked SIDs."})
+    max_think_tokens: int = field(
+        default=48,
+        metadata={"help": "Reasoning models: free tokens of one thinking block before </think> "
+                          "is forced (greedy blocks)."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts decoded together."})
+    max_length: int = field(
+        default=768,
+        metadata={"help": "Prompt + response token budget (as in training); prompts are cut "
+                          "from the left to what the response leaves."})
+    prompt_separator: str = field(
+        default=" ", metadata={"help": "Text between prompt and response, as in training."})
+    device: str = field(default="auto", metadata={"help": f"One of {DEVICES} (auto: cuda if any)."})
+    num_threads: int | None = field(
+        default=None, metadata={"help": "torch.set_num_threads during decoding (null: leave)."})
+
+    def __post_init__(self) -> None:
+        o = "evaluate.decoding"
+        for name in ("num_beams", "max_think_tokens", "batch_size", "max_length"):
+            _positive(o, name, getattr(self, name))
+        _positive(o, "num_threads", self.num_threads, allow_none=True)
+        if self.device not in DEVICES:
+            raise ValueError(f"{o}.device={self.device!r}: expected one of {list(DEVICES)}")
+
+
+@dataclass
+class MetricsConfig:
+    """Ranking metrics and the conventions they follow."""
+
+    ks: tuple[int, ...] = field(
+        default=(1, 3, 5, 10), metadata={"help": "Cut-offs K of Recall@K and NDCG@K."})
+    exclude_history: bool = field(
+        default=False,
+        metadata={"help": "false (published protocol): history items stay in the ranking. true: "
+                          "beams whose SID is a history item's SID are dropped, the rest re-ranked, "
+                          "then cut at K. Every report states which."})
+
+    def __post_init__(self) -> None:
+        self.ks = tuple(self.ks)
+        if not self.ks:
+            raise ValueError("evaluate.metrics.ks: give at least one cut-off")
+        for k in self.ks:
+            if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                raise ValueError(f"evaluate.metrics.ks: cut-offs must be integers >= 1, got {k!r}")
+        if len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"evaluate.metrics.ks: duplicates in {list(self.ks)}")
+        self.ks = tuple(sorted(self.ks))
+
+
+@dataclass
+class StatsConfig:
+    """Bootstrap confidence intervals over test rows and paired tests between methods."""
+
+    confidence: float = field(default=0.95, metadata={"help": "Confidence level of every interval."})
+    n_bootstrap: int = field(default=1000, metadata={"help": "Bootstrap resamples B."})
+    n_permutations: int = field(
+        default=10000,
+        metadata={"help": "Monte-Carlo sign flips of the paired permutation test (used when the "
+                          "exact test would need more than 2**exact_max_rows flips)."})
+    exact_max_rows: int = field(
+        default=16,
+        metadata={"help": "Up to this many rows with a non-zero difference, the sign-flip test "
+                          "enumerates all 2**n sign patterns (exact p-value)."})
+    seed: int = field(default=0, metadata={"help": "Seeds every resample (deterministic)."})
+
+    def __post_init__(self) -> None:
+        o = "evaluate.stats"
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(f"{o}.confidence={self.confidence!r}: must be in [0.5, 1)")
+        _positive(o, "n_bootstrap", self.n_bootstrap)
+        _positive(o, "n_permutations", self.n_permutations)
+        _positive(o, "exact_max_rows", self.exact_max_rows, allow_zero=True)
+        if self.exact_max_rows > 22:
+            raise ValueError(f"{o}.exact_max_rows={self.exact_max_rows}: at most 22 (2**22 flips)")
+        _positive(o, "seed", self.seed, allow_zero=True)
+
+
+@dataclass
+class ReportConfig:
+    """The comparison report: header facts, paired tests, published context."""
+
+    dataset: str = field(
+        default="synthetic",
+        metadata={"help": "Data set name shown in the header (office / industrial also select the "
+                          "published reference table)."})
+    notes: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "Free-text notes for the header, e.g. 'train split reconstructed from "
+                          "published histories'."})
+    reference_method: str = field(
+        default="sapo",
+        metadata={"help": "Method tested (paired) against every other method present."})
+    paired_metrics: tuple[str, ...] = field(
+        default=("ndcg@10", "recall@10"),
+        metadata={"help": "Per-row metrics of the paired tests, e.g. ndcg@10."})
+    plot_k: int = field(default=10, metadata={"help": "K of the NDCG@K / Recall@K bar chart."})
+    published_reference: str = field(
+        default="auto",
+        metadata={"help": f"One of {PUBLISHED_CHOICES}: which METHOD.md §5 table to add (context "
+                          "only, a separate table); auto: from the data set name."})
+
+    def __post_init__(self) -> None:
+        o = "evaluate.report"
+        if not str(self.dataset).strip():
+            raise ValueError(f"{o}.dataset: must be a non-empty name")
+        self.notes = tuple(str(n) for n in self.notes)
+        self.paired_metrics = tuple(self.paired_metrics)
+        for m in self.paired_metrics:
+            family, _, k = str(m).partition("@")
+            if family not in METRIC_FAMILIES or not k.isdigit() or int(k) < 1:
+                raise ValueError(f"{o}.paired_metrics: {m!r} is not like 'ndcg@10' / 'recall@5'")
+        _positive(o, "plot_k", self.plot_k)
+        if self.published_reference not in PUBLISHED_CHOICES:
+            raise ValueError(f"{o}.published_reference={self.published_reference!r}: expected one "
+                             f"of {list(PUBLISHED_CHOICES)}")
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything the ``evaluate`` pipeline reads from ``params:evaluate``."""
+
+    max_samples: int | None = field(
+        default=None,
+        metadata={"help": "Evaluate a seeded subset of at most this many rows per split (the same "
+                          "rows for every model; the report states it). null: every row."})
+    seed: int = field(default=0, metadata={"help": "Seeds the row subset (max_samples)."})
+    decoding: DecodingConfig = field(default_factory=DecodingConfig,
+                                     metadata={"help": "Beam search settings."})
+    metrics: MetricsConfig = field(default_factory=MetricsConfig,
+                                   metadata={"help": "Metric cut-offs and conventions."})
+    stats: StatsConfig = field(default_factory=StatsConfig,
+                               metadata={"help": "Confidence intervals and paired tests."})
+    report: ReportConfig = field(default_factory=ReportConfig,
+                                 metadata={"help": "Comparison report settings."})
+
+    def __post_init__(self) -> None:
+        _positive("evaluate", "max_samples", self.max_samples, allow_none=True)
+        _positive("evaluate", "seed", self.seed, allow_zero=True)
+        missing = [m for m in self.report.paired_metrics
+                   if int(m.partition("@")[2]) not in self.metrics.ks]
+        if missing:
+            raise ValueError(f"evaluate.report.paired_metrics {missing}: K not in "
+                             f"evaluate.metrics.ks={list(self.metrics.ks)}")
+        if self.report.plot_k not in self.metrics.ks:
+            raise ValueError(f"evaluate.report.plot_k={self.report.plot_k}: not in "
+                             f"evaluate.metrics.ks={list(self.metrics.ks)}")

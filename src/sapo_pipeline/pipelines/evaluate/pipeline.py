@@ -1,0 +1,84 @@
+"""Per evaluated model (a namespace each): predict + compute_metrics on valid and test; then one
+comparison report per split gathering every model (valid: model selection, test: final numbers).
+
+``create_pipeline(models=...)`` takes the models to evaluate -- names of :data:`DEFAULT_MODELS` or
+:class:`~sapo_pipeline.evaluation.predict.ModelSpec` objects (e.g. several seeds of one method) --
+so the caller includes only the models whose training stages exist. Dataset names:
+``<model>.predictions_<split>``, ``<model>.predict_info_<split>``,
+``<model>.sample_metrics_<split>``, ``<model>.metrics_<split>``, ``evaluation_<split>_report``,
+``evaluation_<split>_table``, ``evaluation_<split>_figure`` (dataset factories in
+``catalog_evaluate.yml``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kedro.pipeline import Node, Pipeline
+
+from sapo_pipeline.evaluation.predict import ModelSpec
+from sapo_pipeline.pipelines.evaluate import nodes
+
+SPLITS = ("valid", "test")
+DEFAULT_MODELS: dict[str, ModelSpec] = {
+    "sid_only": ModelSpec("sid_only", "align_model", reasoning=False, prompt_task="seq_sid"),
+    "sft_reasoning": ModelSpec("sft_reasoning", "reason_model", reasoning=True,
+                               prompt_task="reasoning"),
+    "grpo": ModelSpec("grpo", "grpo.rl_model", reasoning=True, prompt_task="reasoning"),
+    "sapo": ModelSpec("sapo", "sapo.rl_model", reasoning=True, prompt_task="reasoning"),
+    "rere": ModelSpec("rere", "rere.rl_model", reasoning=True, prompt_task="reasoning"),
+}
+_SHARED = ("samples", "sid_table", "items")
+_PARAMS = {"params:evaluate", "params:teacher_corpus"}
+
+
+def _spec(model: str | ModelSpec) -> ModelSpec:
+    if isinstance(model, ModelSpec):
+        return model
+    if model not in DEFAULT_MODELS:
+        raise ValueError(f"unknown evaluated model {model!r}; known: {list(DEFAULT_MODELS)} "
+                         f"(or pass a ModelSpec)")
+    return DEFAULT_MODELS[model]
+
+
+def model_pipeline(spec: ModelSpec, splits: Sequence[str] = SPLITS) -> Pipeline:
+    """predict -> compute_metrics for every split, namespaced ``spec.name``."""
+    template = []
+    for split in splits:
+        template += [
+            Node(nodes.make_predict(spec, split),
+                 ["model", *_SHARED, "params:teacher_corpus", "params:evaluate"],
+                 [f"predictions_{split}", f"predict_info_{split}"], name=f"predict_{split}"),
+            Node(nodes.make_compute_metrics(spec, split),
+                 [f"predictions_{split}", "samples", "sid_table", "params:evaluate"],
+                 [f"sample_metrics_{split}", f"metrics_{split}"], name=f"compute_metrics_{split}"),
+        ]
+    return Pipeline(template, namespace=spec.name,
+                    inputs={"model": spec.model_input, **{d: d for d in _SHARED}},
+                    parameters=_PARAMS, tags=["evaluate", f"evaluate_{spec.name}"])
+
+
+def create_pipeline(models: Sequence[str | ModelSpec] = tuple(DEFAULT_MODELS),
+                    splits: Sequence[str] = SPLITS, **kwargs) -> Pipeline:
+    """The evaluation of ``models`` on ``splits``, with one comparison report per split."""
+    specs = [_spec(m) for m in models]
+    if not specs:
+        raise ValueError("evaluate: no models to evaluate")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"evaluate: duplicated model names {names}")
+    unknown = sorted(set(splits) - {"train", "valid", "test"})
+    if unknown or not splits:
+        raise ValueError(f"evaluate: splits must be among train/valid/test, got {list(splits)}")
+    pipe = sum((model_pipeline(s, splits) for s in specs), Pipeline([]))
+    reports = []
+    for split in splits:
+        per_model = [f"{s.name}.{kind}_{split}" for s in specs
+                     for kind in ("sample_metrics", "metrics")]
+        reports.append(Node(
+            nodes.make_comparison_report(specs, split),
+            ["samples", "params:evaluate", *per_model],
+            [f"evaluation_{split}_report", f"evaluation_{split}_table",
+             f"evaluation_{split}_figure"],
+            name=f"comparison_report_{split}", tags=["evaluate"]))
+    return pipe + Pipeline(reports)
