@@ -18,6 +18,8 @@ SECTIONS: dict[str, str] = {
     "ingest": "sapo_pipeline.data.config:IngestConfig",
     "sid_catalog": "sapo_pipeline.sid.config:SIDCatalogConfig",
     "teacher_corpus": "sapo_pipeline.teacher.config:TeacherCorpusConfig",
+    "align": "sapo_pipeline.model.sft_config:AlignConfig",
+    "reason": "sapo_pipeline.model.sft_config:ReasonConfig",
     "evaluate": "sapo_pipeline.evaluation.config:EvaluateConfig",
 }
 

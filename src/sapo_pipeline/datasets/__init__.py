@@ -17,6 +17,7 @@ _WHERE = {
     "MatplotlibPNGDataset": "tables",
     "SafetensorsDataset": "tensors",
     "HFCheckpointDataset": "checkpoint",
+    "HFTokenizerDataset": "checkpoint",
 }
 
 __all__ = sorted(_WHERE)

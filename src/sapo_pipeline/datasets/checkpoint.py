@@ -29,15 +29,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kedro.io import AbstractDataset, DatasetError
 from transformers import AutoModelForCausalLM
 
+from sapo_pipeline.datasets.tables import write_directory_atomically
 from sapo_pipeline.model.backbone import Checkpoint
 from sapo_pipeline.model.tokenizer import load_tokenizer
 
@@ -151,19 +149,11 @@ class HFCheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
         except (TypeError, ValueError) as exc:
             raise DatasetError(f"{self._filepath}: Checkpoint.extra is not JSON: {exc}") from exc
 
-        target = self._filepath
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale(target)
-        tag = uuid.uuid4().hex[:12]
-        tmp = target.parent / f".{target.name}.tmp-{tag}"
-        try:
-            tmp.mkdir()
-            self._write(data, tmp)
-            (tmp / EXTRA_FILE).write_text(extra_text + "\n", encoding="utf-8")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self._swap_in(tmp, target, tag)
+        def write(out: Path) -> None:
+            self._write(data, out)
+            (out / EXTRA_FILE).write_text(extra_text + "\n", encoding="utf-8")
+
+        write_directory_atomically(self._filepath, write)
 
     def _write(self, data: Checkpoint, out: Path) -> None:
         args = dict(self._save_args)
@@ -181,31 +171,6 @@ class HFCheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
             model.save_pretrained(out, **args)  # transformers 5: always safetensors
         data.tokenizer.save_pretrained(out)
 
-    @staticmethod
-    def _swap_in(tmp: Path, target: Path, tag: str) -> None:
-        if not target.exists():
-            os.replace(tmp, target)
-            return
-        old = target.parent / f".{target.name}.old-{tag}"
-        os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(old, target)
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-
-    @staticmethod
-    def _remove_stale(target: Path) -> None:
-        """Remove leftovers of interrupted earlier saves (never the target itself)."""
-        for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
-            for stale in target.parent.glob(pattern):
-                if pattern.endswith("old-*") and not target.exists():
-                    continue  # the only copy of the previous checkpoint: keep it
-                logger.warning("removing leftover of an interrupted save: %s", stale)
-                shutil.rmtree(stale, ignore_errors=True)
-
     # ------------------------------------------------------------------ misc
     def _exists(self) -> bool:
         root = self._filepath
@@ -219,3 +184,29 @@ class HFCheckpointDataset(AbstractDataset[Checkpoint, Checkpoint]):
             "load_args": self._load_args,
             "save_args": self._save_args,
         }
+
+
+class HFTokenizerDataset(AbstractDataset):
+    """A tokenizer directory (``save_pretrained``), loaded with our exact pipeline.
+
+    Loaded with :func:`sapo_pipeline.model.tokenizer.load_tokenizer`, not ``AutoTokenizer``
+    (which would swap in a model-family class beside a Qwen2 config). Written atomically.
+    """
+
+    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> Any:
+        if not (self._filepath / "tokenizer.json").is_file():
+            raise DatasetError(f"no tokenizer at {self._filepath}; run the node that writes it")
+        return load_tokenizer(self._filepath)
+
+    def save(self, data: Any) -> None:
+        write_directory_atomically(self._filepath, data.save_pretrained)
+
+    def _exists(self) -> bool:
+        return (self._filepath / "tokenizer.json").is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -6,9 +6,9 @@ imports it, and with it every stage, when ``--pipelines=sapo_full`` is asked for
 
 from kedro.pipeline import Pipeline
 
-from sapo_pipeline.pipelines import ingest, sid_catalog, teacher_corpus
+from sapo_pipeline.pipelines import align, ingest, reason, sid_catalog, teacher_corpus
 
-STAGES = (ingest, sid_catalog, teacher_corpus)
+STAGES = (ingest, sid_catalog, teacher_corpus, align, reason)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
