@@ -65,3 +65,18 @@ def test_teacher_corpora_use_no_test_rows_and_parse(full_run: Path):
         blocks, codes = parse_steps(response)
         assert len(blocks) == 3 and list(codes) == sid_of[target_of[source_id]]
     assert alignment["task"].n_unique() == 7
+
+
+def test_sft_stages_write_models_logs_and_valid_accuracy(full_run: Path):
+    from sapo_pipeline.datasets import HFCheckpointDataset
+
+    for stage in ("align", "reason"):
+        report = json.loads((full_run / "08_reporting" / f"{stage}_eval.json").read_text())
+        assert report["split"] == "valid" and report["n"] > 0
+        assert report["valid_item_rate"] == 1.0  # trie-constrained: every answer is a catalog item
+        log = pl.read_csv(full_run / "08_reporting" / f"{stage}_log.csv")
+        assert log.height > 0 and log["train_loss"].is_finite().all()
+    align = HFCheckpointDataset(filepath=str(full_run / "06_models" / "align_model")).load()
+    reason = HFCheckpointDataset(filepath=str(full_run / "06_models" / "reason_model")).load()
+    assert align.tokenizer.get_vocab() == reason.tokenizer.get_vocab()
+    assert align.model.config.to_dict()["hidden_size"] == reason.model.config.to_dict()["hidden_size"]
