@@ -39,7 +39,11 @@ def test_dvc_stages_match_the_kedro_pipelines():
     expected = [module.__name__.rsplit(".", 1)[1] for module in STAGES]
     assert list(stages) == expected
     for name, stage in stages.items():
-        assert stage["cmd"] == f"kedro run --pipelines={name}"
+        if "foreach" in stage:  # one DVC stage per namespace of a modular pipeline
+            stage = stage["do"]
+            assert stage["cmd"] == f"kedro run --pipelines={name} --namespaces=${{item}}"
+        else:
+            assert stage["cmd"] == f"kedro run --pipelines={name}"
         params_file = next(iter(stage["params"][0]))
         assert params_file == f"conf/base/parameters_{name}.yml"
 
@@ -54,10 +58,12 @@ def test_dvc_repro_twice_from_scratch(tmp_path: Path):
     dvc(project, "init", "-q")
 
     first = dvc(project, "repro")
-    for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]:
-        assert f"Running stage '{stage}'" in first
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        for each in stage.get("foreach", [None]):
+            assert f"Running stage '{name if each is None else f'{name}@{each}'}'" in first
     assert (project / "dvc.lock").is_file()
     second = dvc(project, "repro")
     assert "Data and pipelines are up to date" in second and "Running stage" not in second
     metrics = dvc(project, "metrics", "show", "--json")
     assert "ingest_report.json" in metrics and "sid_report.json" in metrics
+    assert "evaluation_test.json" in metrics and '"sapo"' in metrics

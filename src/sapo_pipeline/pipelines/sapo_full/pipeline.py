@@ -6,9 +6,11 @@ imports it, and with it every stage, when ``--pipelines=sapo_full`` is asked for
 
 from kedro.pipeline import Pipeline
 
-from sapo_pipeline.pipelines import align, ingest, reason, sid_catalog, teacher_corpus
+from sapo_pipeline.pipelines import align, evaluate, ingest, reason, rl, sid_catalog, teacher_corpus
 
-STAGES = (ingest, sid_catalog, teacher_corpus, align, reason)
+#: In the paper's order. rl holds one namespace per method (grpo, sapo, rere), all starting
+#: from the stage-2 checkpoint; evaluate scores every model and writes the comparison report.
+STAGES = (ingest, sid_catalog, teacher_corpus, align, reason, rl, evaluate)
 
 
 def create_pipeline(**kwargs) -> Pipeline:

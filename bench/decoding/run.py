@@ -1,0 +1,246 @@
+"""Benchmark: our constrained decoding vs transformers' ``generate``, same model and prompts.
+
+Set-up: a synthetic catalog (``--items`` SIDs, 3 levels x 256 codes), a byte-level BPE tokenizer
+trained on generated prompts (histories of SIDs and titles), the scratch ``default`` backbone
+(Qwen2, 256 wide, 4 layers) with random weights, and ``--prompts`` prompts "The user bought:
+<history of 3-10 SIDs>\\nNext item: " (left-padded in batches for both sides).
+
+(a) plain SID beam search, B beams: ``decoding.beam_search`` vs ``generate(num_beams=B,
+    num_return_sequences=B, prefix_allowed_tokens_fn=<trie>, max_new_tokens=K+1)``; reports
+    ms/prompt, the ratio, and whether the top-B SID sets (and orders) agree per prompt.
+(b) group sampling, G per prompt, plain layout: ``decoding.sample_groups`` (full-vocabulary
+    log-probs recorded) vs ``generate(do_sample=True, num_return_sequences=G, top_k=0, ...)``
+    (nothing recorded; also with ``output_logits=True`` + log-softmax, what an RL loop needs).
+(c) group sampling in the step-aligned layout (thinking blocks capped at ``--think-cap``):
+    ours vs ``generate`` with a memoised Python state machine as ``prefix_allowed_tokens_fn``.
+(d) greedy decoding for the SFT valid accuracy: ``decoding.greedy_decode`` vs
+    ``model.sid_eval.constrained_decode`` (plain and reasoning), and our step-wise beam search.
+
+The HF prefix functions memoise their answer per generated prefix (a fair, cheap optimisation).
+Each measurement: one warm-up, then ``--repeats`` timed runs alternating the two sides; medians.
+
+    python bench/decoding/run.py                      # 50 prompts, 3 repeats
+    python bench/decoding/run.py --prompts 8 --repeats 1 --skip-reasoning   # quick check
+Writes bench/results/decoding.json. Goals: >= 5x for beam search, >= 3x for sampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE))
+for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KEDRO_DISABLE_TELEMETRY": "1",
+               "TOKENIZERS_PARALLELISM": "false", "DVC_NO_ANALYTICS": "1"}.items():
+    os.environ.setdefault(_k, _v)
+
+import torch  # noqa: E402
+import transformers  # noqa: E402
+from hf_side import hf_beam, hf_sample, plain_prefix_fn, reasoning_prefix_fn  # noqa: E402
+
+from sapo_pipeline.decoding import (  # noqa: E402
+    SIDVocab,
+    beam_search,
+    greedy_decode,
+    sample_groups,
+)
+from sapo_pipeline.model.backbone import BackboneConfig, build_model  # noqa: E402
+from sapo_pipeline.model.sid_eval import constrained_decode  # noqa: E402
+from sapo_pipeline.model.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
+from sapo_pipeline.sid.catalog import SIDTrie, format_sid, sid_tokens  # noqa: E402
+
+LEVELS, CODEBOOK = 3, 256
+GOALS = {"beam": 5.0, "sample": 3.0}
+log = logging.getLogger("bench.decoding")
+
+
+def make_world(n_items: int, n_prompts: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    codes: set[tuple[int, ...]] = set()
+    while len(codes) < n_items:  # skewed first level, as residual quantisation gives
+        a = min(int(rng.expovariate(1 / 40)), CODEBOOK - 1)
+        codes.add((a, rng.randrange(CODEBOOK), rng.randrange(CODEBOOK)))
+    sids = sorted(codes)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+             for _ in range(3000)]
+    titles = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in sids]
+    corpus, prompts_text = [], []
+    for i in range(max(600, n_prompts)):
+        hist = [rng.randrange(len(sids)) for _ in range(rng.randint(3, 10))]
+        text = "The user bought: " + ", ".join(format_sid(sids[h]) for h in hist) + "\nNext item:"
+        corpus.append(text + " " + "; ".join(titles[h] for h in hist))
+        if i < n_prompts:
+            prompts_text.append(text + " ")
+    tok = train_tokenizer(corpus, TokenizerConfig(vocab_size=8000),
+                          sid_tokens(LEVELS, CODEBOOK))
+    prompts = [tok.encode(p, add_special_tokens=False) for p in prompts_text]
+    trie = SIDTrie(range(len(sids)), sids)
+    return {"tokenizer": tok, "trie": trie, "prompts": prompts,
+            "vocab": SIDVocab.from_tokenizer(tok, table=trie)}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def compare(name: str, ours: Callable[[], Any], theirs: Callable[[], Any], repeats: int,
+            n_prompts: int) -> tuple[dict[str, Any], Any, Any]:
+    """Warm up both, then alternate timed runs; medians in ms per prompt."""
+    out_ours, out_theirs = ours(), theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        dt, out_ours = timed(ours)
+        t_ours.append(dt)
+        dt, out_theirs = timed(theirs)
+        t_theirs.append(dt)
+    ms_ours = 1000 * statistics.median(t_ours) / n_prompts
+    ms_theirs = 1000 * statistics.median(t_theirs) / n_prompts
+    res = {"ours_ms_per_prompt": round(ms_ours, 2), "theirs_ms_per_prompt": round(ms_theirs, 2),
+           "ratio": round(ms_theirs / ms_ours, 2),
+           "ours_runs_s": [round(t, 3) for t in t_ours],
+           "theirs_runs_s": [round(t, 3) for t in t_theirs]}
+    log.info("%s: ours %.1f ms/prompt, theirs %.1f ms/prompt, ratio %.2fx", name, ms_ours,
+             ms_theirs, ms_theirs / ms_ours)
+    return res, out_ours, out_theirs
+
+
+def bench_beam(model, w, args) -> dict[str, Any]:
+    p, b, vocab, trie = w["prompts"], args.beams, w["vocab"], w["trie"]
+    res, ours, theirs = compare(
+        "beam", lambda: beam_search(model, p, trie, vocab, num_beams=b, batch_size=args.batch),
+        lambda: hf_beam(model, p, vocab, trie, b, LEVELS + 1, args.batch), args.repeats, len(p))
+    _, theirs_k = timed(lambda: hf_beam(model, p, vocab, trie, b, LEVELS, args.batch))
+    sets = order = order_k = 0
+    diffs = []
+    for i, hits in enumerate(ours):
+        mine = [h.codes for h in hits]
+        sets += set(mine) == set(theirs[i])
+        order += mine == theirs[i]
+        order_k += mine == theirs_k[i]
+        if set(mine) != set(theirs[i]):
+            diffs.append({"prompt": i, "ours": mine, "hf": theirs[i]})
+    res.update({"beams": b, "top_b_sets_agree": f"{sets}/{len(p)}",
+                "top_b_order_agrees": f"{order}/{len(p)}",
+                "top_b_order_agrees_hf_max_new_tokens_K": f"{order_k}/{len(p)}",
+                "set_differences": diffs[:5],
+                "note": "HF's max_new_tokens=K+1 beam score adds the forced eos log-prob, which "
+                        "can reorder (never change) the final B beams; with max_new_tokens=K "
+                        "HF scores SID tokens only, as we do."})
+    return res
+
+
+def bench_sample(model, w, args, reasoning: bool) -> dict[str, Any]:
+    p, g, vocab, trie = w["prompts"], args.group, w["vocab"], w["trie"]
+    targets = [trie.sids()[0]] * len(p)
+    cap = args.think_cap
+    new = LEVELS * (cap + 3) + 1 if reasoning else LEVELS + 1
+    fn_factory = ((lambda width: reasoning_prefix_fn(vocab, trie, width, cap)) if reasoning
+                  else (lambda width: plain_prefix_fn(vocab, trie, width)))
+    gen = torch.Generator().manual_seed(0)
+
+    def ours():
+        return sample_groups(model, p, targets, trie, vocab, group_size=g, reasoning=reasoning,
+                             max_think_tokens=cap, batch_size=args.sample_batch, generator=gen)
+
+    res, ro, hf_out = compare(
+        "sample_reasoning" if reasoning else "sample",
+        ours, lambda: hf_sample(model, p, vocab, g, new, fn_factory, args.sample_batch), 
+        args.repeats, len(p))
+    res["group_size"] = g
+    res["ours_mean_response_tokens"] = round(ro.stats["mean_response_tokens"], 2)
+    res["theirs_mean_response_tokens"] = round(hf_out["mean_response_tokens"], 2)
+    if not reasoning:
+        dt, _ = timed(lambda: hf_sample(model, p, vocab, g, new, fn_factory, args.sample_batch,
+                                        logprobs=True))
+        res["theirs_with_logprobs_ms_per_prompt"] = round(1000 * dt / len(p), 2)
+    return res
+
+
+def bench_greedy(model, w, args) -> dict[str, Any]:
+    p, vocab, trie, tok = w["prompts"], w["vocab"], w["trie"], w["tokenizer"]
+    out = {}
+    for reasoning in (False, True):
+        name = "greedy_reasoning" if reasoning else "greedy"
+        res, ours, theirs = compare(
+            name, lambda r=reasoning: greedy_decode(model, p, trie, vocab, reasoning=r,
+                                                    max_think_tokens=args.think_cap,
+                                                    min_think_tokens=0, batch_size=args.batch),
+            lambda r=reasoning: constrained_decode(model, tok, trie, p,
+                                                   layout="reasoning" if r else "sid",
+                                                   batch_size=args.batch,
+                                                   think_max_tokens=args.think_cap),
+            args.repeats, len(p))
+        res["theirs"] = "sapo_pipeline.model.sid_eval.constrained_decode"
+        res["same_sids"] = f"{sum(a.codes == b['sid'] for a, b in zip(ours, theirs))}/{len(p)}"
+        out[name] = res
+    dt, _ = timed(lambda: beam_search(model, p, trie, vocab, num_beams=args.beams,
+                                      reasoning=True, max_think_tokens=args.think_cap,
+                                      batch_size=args.batch))
+    out["stepwise_beam_ms_per_prompt"] = round(1000 * dt / len(p), 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--prompts", type=int, default=50)
+    ap.add_argument("--items", type=int, default=3000)
+    ap.add_argument("--beams", type=int, default=10)
+    ap.add_argument("--group", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=16, help="prompts per batch (beam, greedy)")
+    ap.add_argument("--sample-batch", type=int, default=8, help="prompts per sampling batch")
+    ap.add_argument("--think-cap", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--skip-reasoning", action="store_true")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "decoding.json"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for name in ("sapo_pipeline", "transformers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    w = make_world(args.items, args.prompts, seed=0)
+    model = build_model(BackboneConfig(preset=args.preset), w["tokenizer"], seed=0).eval()
+    lens = [len(x) for x in w["prompts"]]
+    result: dict[str, Any] = {
+        "setup": {"prompts": len(lens), "prompt_tokens_mean": round(statistics.mean(lens), 1),
+                  "prompt_tokens_max": max(lens), "items": len(w["trie"]), "levels": LEVELS,
+                  "codebook": CODEBOOK, "vocab": len(w["tokenizer"]), "preset": args.preset,
+                  "weights": "random (seed 0)", "threads": args.threads,
+                  "batch": args.batch, "sample_batch": args.sample_batch,
+                  "think_cap": args.think_cap, "repeats": args.repeats,
+                  "torch": torch.__version__, "transformers": transformers.__version__,
+                  "python": platform.python_version(), "cpus": os.cpu_count(),
+                  "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
+        "goals": GOALS,
+    }
+    result["beam"] = bench_beam(model, w, args)
+    result["sample"] = bench_sample(model, w, args, reasoning=False)
+    if not args.skip_reasoning:
+        result["sample_reasoning"] = bench_sample(model, w, args, reasoning=True)
+        result.update(bench_greedy(model, w, args))
+    result["goals_met"] = {"beam": result["beam"]["ratio"] >= GOALS["beam"],
+                           "sample": result["sample"]["ratio"] >= GOALS["sample"]}
+    result["setup"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""A batch of sequences decoded token by token over one KV cache.
+
+Logits are handed out as float32 CPU tensors (the decoding state machine lives on the CPU).
+
+:class:`KVSession` prefills left-padded prompts once (``logits_to_keep=1``: no ``[n, L, V]``
+logits), then feeds one token per row per :meth:`KVSession.step`. :meth:`KVSession.select` picks
+rows with repeats -- expanding each prompt's cache to G samples or B beams, reordering beams,
+dropping finished rows -- via the cache's ``batch_select_indices`` (transformers 5 ``Cache`` API),
+so a prompt is never encoded twice.
+
+The cache is a ``DynamicCache`` of :class:`GrowingLayer` (room for ``reserve`` more tokens per
+row, written in place) when the model's layers allow it. Rows need not move in lock-step: a row fed with ``real=False`` gets a pad token whose attention
+mask entry is 0 and whose position id is not consumed (a hole in the cache that no later token
+attends to). Position ids are the count of real tokens before a token, exactly as in a plain
+right-padded forward pass over the finished sequence, so log-probs recomputed that way match.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+
+class GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys / values live in a buffer with spare room, so appending a
+    token writes in place instead of re-concatenating the whole cache every step.
+
+    ``keys`` / ``values`` are views of the first ``length`` positions. The buffer grows by half
+    (at least ``reserve`` positions) when full; row selection copies it once.
+    """
+
+    def __init__(self, reserve: int = 64, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reserve = reserve
+        self._kbuf: torch.Tensor | None = None
+        self._vbuf: torch.Tensor | None = None
+        self._len = 0
+
+    def _views(self) -> None:
+        self.keys = self._kbuf[:, :, : self._len]
+        self.values = self._vbuf[:, :, : self._len]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        need = self._len + key_states.shape[-2]
+        if self._kbuf is None or need > self._kbuf.shape[-2]:
+            cap = max(need + self.reserve, need * 3 // 2)
+            kb = key_states.new_empty((*key_states.shape[:2], cap, key_states.shape[-1]))
+            vb = value_states.new_empty((*value_states.shape[:2], cap, value_states.shape[-1]))
+            if self._len:
+                kb[:, :, : self._len] = self._kbuf[:, :, : self._len]
+                vb[:, :, : self._len] = self._vbuf[:, :, : self._len]
+            self._kbuf, self._vbuf = kb, vb
+        self._kbuf[:, :, self._len:need] = key_states
+        self._vbuf[:, :, self._len:need] = value_states
+        self._len = need
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self._len
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._len:
+            self._kbuf, self._vbuf = self._kbuf[indices], self._vbuf[indices]
+            self._views()
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.batch_select_indices(beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self._len:
+            self._kbuf = self._kbuf.repeat_interleave(repeats, dim=0)
+            self._vbuf = self._vbuf.repeat_interleave(repeats, dim=0)
+            self._views()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError("GrowingLayer.crop: pass a negative number of tokens to remove")
+        if tokens_to_remove and self._len:
+            self._len = max(0, self._len + tokens_to_remove)
+            self._views()
+
+    def reset(self) -> None:
+        super().reset()
+        self._kbuf = self._vbuf = None
+        self._len = 0
+
+
+def growing_cache(model: Any, reserve: int) -> DynamicCache | None:
+    """A ``DynamicCache`` of :class:`GrowingLayer` for ``model``, or None (let the model build
+    its own) when the model has no config or uses anything but plain full-attention layers."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "get_text_config"):
+        return None
+    try:
+        cache = DynamicCache(config=config)
+    except Exception:  # pragma: no cover - exotic configs: fall back to the model's default
+        return None
+    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
+        return None
+    cache.layers = [GrowingLayer(reserve=reserve) for _ in cache.layers]
+    return cache
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, attention_mask)`` long ``[n, max_len]``, prompts right-aligned."""
+    if not prompts:
+        raise ValueError("left_pad: no prompts")
+    lens = [len(p) for p in prompts]
+    if min(lens) == 0:
+        raise ValueError(f"left_pad: prompt {lens.index(0)} is empty")
+    width = max(lens)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for r, p in enumerate(prompts):
+        ids[r, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        mask[r, width - len(p):] = 1
+    return ids, mask
+
+
+class KVSession:
+    """Prefilled prompts plus the tokens fed since; ``logits`` are the next-token logits."""
+
+    def __init__(self, model: Any, prompts: Sequence[Sequence[int]], pad_id: int,
+                 reserve: int = 64) -> None:
+        self.model = model
+        self.pad_id = pad_id
+        self.device = next(model.parameters()).device
+        ids, mask = left_pad(prompts, pad_id)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        t0 = time.perf_counter()
+        cache = growing_cache(model, reserve + 1)
+        extra = {} if cache is None else {"past_key_values": cache}
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                    logits_to_keep=1, **extra)
+        self.prefill_seconds = time.perf_counter() - t0
+        self.cache = out.past_key_values
+        self.logits: torch.Tensor = out.logits[:, -1].float().cpu()
+        self.mask = mask
+        self.next_pos = mask.sum(-1)
+        self.forwards = 1
+        self.step_seconds = 0.0
+
+    def __len__(self) -> int:
+        return int(self.mask.shape[0])
+
+    def select(self, idx: torch.Tensor) -> None:
+        """Keep rows ``idx`` (in that order; repeats duplicate a row's cache)."""
+        dev = idx.to(self.device)
+        self.cache.batch_select_indices(dev)
+        self.mask = self.mask[dev]
+        self.next_pos = self.next_pos[dev]
+        self.logits = self.logits[idx.cpu()]
+
+    def step(self, tokens: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed one token per row (``real=False`` rows get a masked hole); returns the logits."""
+        tokens = tokens.to(self.device)
+        if real is None:
+            col = torch.ones_like(self.next_pos)
+            ids = tokens
+        else:
+            real = real.to(self.device)
+            col = real.long()
+            ids = torch.where(real, tokens, self.pad_id)
+        self.mask = torch.cat([self.mask, col[:, None]], dim=1)
+        t0 = time.perf_counter()
+        out = self.model(input_ids=ids[:, None], attention_mask=self.mask,
+                         position_ids=self.next_pos[:, None], past_key_values=self.cache,
+                         use_cache=True)
+        self.step_seconds += time.perf_counter() - t0
+        self.cache = out.past_key_values
+        self.logits = out.logits[:, -1].float().cpu()
+        self.next_pos = self.next_pos + col
+        self.forwards += 1
+        return self.logits

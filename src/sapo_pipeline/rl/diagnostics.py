@@ -1,0 +1,206 @@
+"""Per-step RL diagnostics: accumulation across minibatches and processes, CSV, figures.
+
+Columns of a row (steps k = 1..K are the SID levels, 1-based in the names):
+
+* ``reward_step{k}`` -- mean over the step's responses of the prefix-conditioned per-level reward
+  r_{.,k} = prod_{j<=k} 1[s_j = s*_j], whatever the algorithm (comparable across methods);
+  ``reward_step{K}`` is the exact-match rate. ``reward`` -- mean of the algorithm's own scalar
+  reward (GRPO exact / prefix, ReRe with penalty, SAPO r_{.,K} of its reward mode).
+* ``adv_mean_step{k}`` / ``adv_std_step{k}`` -- mean and (population) std over responses of the
+  advantage applied to step k (outcome methods: the same advantage on every step).
+* ``zero_var_step{k}`` -- share of groups whose rewards behind step k's advantage have zero
+  variance (these get zero advantage).
+* ``kl`` -- mean k3 KL to the reference over loss-carrying tokens (0 when beta = 0);
+  ``clip_frac`` -- share of loss-carrying tokens whose clipped branch is the minimum;
+  ``entropy`` -- mean full-vocabulary entropy of the policy at the sampled tokens;
+  ``neg_logp`` -- mean -log pi_theta of the sampled tokens (averaged over the update passes).
+* ``loss``, ``grad_norm`` (mean over the step's optimizer steps, before clipping), ``lr``.
+* ``response_tokens``, ``loss_token_share`` (sampled / response tokens), ``tokens_per_s``
+  (response tokens / step seconds), ``rollout_s``, ``update_s``, ``step_s``.
+* ``eval_reward_step{k}`` on evaluation steps (empty otherwise); ``rollout_*`` -- the
+  sampler's own stats (main process).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+#: Columns that are always integers.
+INT_COLUMNS = frozenset({"step", "optimizer_steps", "response_tokens"})
+
+
+def log_to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as CSV; columns = every key, in order of first appearance; empty cell for None."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def _cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.8g}"
+    return v
+
+
+def csv_to_log(text: str) -> list[dict[str, Any]]:
+    """Inverse of :func:`log_to_csv` (numbers parsed; empty cells are None)."""
+    rows = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        row: dict[str, Any] = {}
+        for k, v in rec.items():
+            if v in ("", None):
+                row[k] = None
+            elif k in INT_COLUMNS:
+                row[k] = int(float(v))
+            else:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+        rows.append(row)
+    return rows
+
+
+class StepAccumulator:
+    """Sums of one RL step on one process; :meth:`finish` reduces them into a row."""
+
+    def __init__(self, levels: int, device: torch.device) -> None:
+        self.k = levels
+        z = lambda n=1: torch.zeros(n, dtype=torch.float64, device=device)  # noqa: E731
+        self.parts: dict[str, torch.Tensor] = {
+            "responses": z(), "groups": z(), "reward": z(), "level_reward": z(levels),
+            "adv": z(levels), "adv_sq": z(levels), "zero_var": z(levels),
+            "response_tokens": z(), "loss_tokens": z(), "update_tokens": z(), "kl": z(),
+            "clipped": z(), "entropy": z(), "neg_logp": z(), "loss": z(), "minibatches": z(),
+            "grad_norm": z(),
+        }
+
+    def add(self, name: str, value: torch.Tensor | float) -> None:
+        v = value.detach().double() if isinstance(value, torch.Tensor) else value
+        self.parts[name] += v
+
+    def add_rollout(self, level_reward: torch.Tensor, reward: torch.Tensor,
+                    step_adv: torch.Tensor, zero_var: torch.Tensor, present: torch.Tensor,
+                    response_mask: torch.Tensor, loss_mask: torch.Tensor) -> None:
+        self.add("responses", float(level_reward.shape[0]))
+        self.add("groups", present.sum())
+        self.add("reward", reward.sum())
+        self.add("level_reward", level_reward.sum(dim=0))
+        self.add("adv", step_adv.sum(dim=0))
+        self.add("adv_sq", (step_adv.double() ** 2).sum(dim=0))
+        self.add("zero_var", (zero_var & present[:, None]).sum(dim=0))
+        self.add("response_tokens", response_mask.sum())
+        self.add("loss_tokens", loss_mask.sum())
+
+    def add_update(self, mask: torch.Tensor, kl: torch.Tensor, clipped: torch.Tensor,
+                   entropy: torch.Tensor, logp: torch.Tensor) -> None:
+        self.add("update_tokens", mask.sum())
+        self.add("kl", kl[mask].sum())
+        self.add("clipped", clipped.sum())
+        self.add("entropy", entropy[mask].sum())
+        self.add("neg_logp", -logp.detach()[mask].sum())
+
+    def finish(self, reduce_sum: Callable[[torch.Tensor], torch.Tensor],
+               world: int) -> dict[str, float]:
+        """Reduce over processes (``reduce_sum``) and turn sums into the row's means."""
+        names = list(self.parts)
+        flat = reduce_sum(torch.cat([self.parts[n] for n in names]))
+        out, i = {}, 0
+        for n in names:
+            size = self.parts[n].numel()
+            out[n] = flat[i:i + size].cpu().tolist()
+            i += size
+        g = lambda n: out[n][0]  # noqa: E731
+        n, groups = max(g("responses"), 1.0), max(g("groups"), 1.0)
+        toks = g("update_tokens")
+        mbs = g("minibatches") / world
+        row: dict[str, float] = {"reward": g("reward") / n}
+        for k in range(self.k):
+            row[f"reward_step{k + 1}"] = out["level_reward"][k] / n
+        for k in range(self.k):
+            mean = out["adv"][k] / n
+            row[f"adv_mean_step{k + 1}"] = mean
+            row[f"adv_std_step{k + 1}"] = math.sqrt(max(out["adv_sq"][k] / n - mean * mean, 0.0))
+        for k in range(self.k):
+            row[f"zero_var_step{k + 1}"] = out["zero_var"][k] / groups
+        row.update(
+            kl=g("kl") / toks if toks else None,
+            clip_frac=g("clipped") / toks if toks else None,
+            entropy=g("entropy") / toks if toks else None,
+            neg_logp=g("neg_logp") / toks if toks else None,
+            loss=g("loss") / mbs if mbs else None,
+            grad_norm=g("grad_norm") / world / mbs if mbs else None,
+            response_tokens=int(g("response_tokens")),
+            loss_token_share=g("loss_tokens") / max(g("response_tokens"), 1.0),
+        )
+        return row
+
+
+def plot_diagnostics(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
+    """A grid of the per-step curves (matplotlib Figure, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get("step") is not None]
+    steps = [r["step"] for r in rows]
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+
+    def series(name: str) -> list[float]:
+        return [math.nan if r.get(name) is None else float(r[name]) for r in rows]
+
+    def levels(prefix: str) -> list[str]:
+        return [c for c in cols if c.startswith(prefix) and c[len(prefix):].isdigit()]
+
+    panels = [
+        ("reward per SID level", levels("reward_step") + ["reward"]),
+        ("valid reward per level", levels("eval_reward_step")),
+        ("advantage std per step", levels("adv_std_step")),
+        ("zero-variance groups per step", levels("zero_var_step")),
+        ("KL to reference (k3)", ["kl"]),
+        ("clip fraction", ["clip_frac"]),
+        ("entropy / -log p (sampled tokens)", ["entropy", "neg_logp"]),
+        ("grad norm", ["grad_norm"]),
+        ("seconds per step", ["rollout_s", "update_s", "step_s"]),
+        ("response tokens / s", ["tokens_per_s"]),
+    ]
+    panels = [(t, [c for c in names if c in cols]) for t, names in panels]
+    panels = [(t, names) for t, names in panels if names]
+    ncols = 3
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, (t, names) in zip(axes.flat, panels):
+        for name in names:
+            ys = series(name)
+            pts = [(x, y) for x, y in zip(steps, ys) if not math.isnan(y)]
+            if pts:
+                xs, vs = zip(*pts)
+                ax.plot(xs, vs, marker="." if len(pts) < 30 else None, label=name)
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("RL step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if len(names) > 1:
+            ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

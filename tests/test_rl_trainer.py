@@ -1,0 +1,153 @@
+"""The RL loop on a toy problem: learning, resume equality, ReRe beams, diagnostics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_rl_fakes import LEVELS, ToySource, tiny_model, toy_prompts, toy_trie
+
+from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, SAPOConfig
+from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv, plot_diagnostics
+from sapo_pipeline.rl.logprob import TokenLogprobs, batched_logprobs
+from sapo_pipeline.rl.trainer import PromptPlan, train_rl
+
+TIMING = ("rollout_s", "update_s", "step_s", "tokens_per_s", "rollout_calls")  # + fake counter
+
+
+def _cfg(cls, tmp_path, **kw):
+    base = dict(steps=4, prompts_per_step=4, group_size=4, lr=0.02, beta=0.01, device="cpu",
+                work_dir=str(tmp_path / "work"), progress_bar=False, checkpoint_every=0,
+                num_threads=1)
+    return cls(**{**base, **kw})
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("cls", [GRPOConfig, SAPOConfig])
+def test_reward_increases_on_the_toy_problem(cls, tmp_path):
+    cfg = _cfg(cls, tmp_path, steps=26, group_size=8)
+    res = train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()), cfg)
+    exact = [r[f"reward_step{LEVELS}"] for r in res.log]
+    first, last = sum(exact[:5]) / 5, sum(exact[-5:]) / 5
+    assert last > first + 0.25, (first, last)
+    assert res.log[-1]["kl"] > 0  # the policy moved away from the reference
+    assert res.summary["steps"] == 26 and res.summary["optimizer_steps"] == 26
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    kw = dict(steps=4, checkpoint_every=2, ppo_epochs=2, minibatch_groups=1)
+    full_cfg = _cfg(SAPOConfig, tmp_path / "a", **kw)
+    full = train_rl(tiny_model(), toy_prompts(6), ToySource(toy_trie()), full_cfg)
+
+    cfg = _cfg(SAPOConfig, tmp_path / "b", **kw)
+
+    def crash(info):
+        if info.step == 3:
+            raise KeyboardInterrupt("simulated crash after step 3")
+
+    with pytest.raises(KeyboardInterrupt):
+        train_rl(tiny_model(), toy_prompts(6), ToySource(toy_trie()), cfg, callbacks=[crash])
+    source = ToySource(toy_trie())
+    resumed = train_rl(tiny_model(), toy_prompts(6), source, cfg)
+    assert source.calls == 2  # steps 3 and 4 only
+    a, b = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING} for r in rows]  # noqa
+    la, lb = strip(full.log), strip(resumed.log)
+    assert [r["step"] for r in lb] == [1, 2, 3, 4]
+    for ra, rb in zip(la, lb):
+        for k in ra:
+            assert ra[k] == pytest.approx(rb[k], rel=1e-6, abs=1e-9), k
+    # a completed run is not trained again
+    again = ToySource(toy_trie())
+    done = train_rl(tiny_model(), toy_prompts(6), again, cfg)
+    assert again.calls == 0
+    assert all(torch.equal(a[k], v) for k, v in _weights(done.model).items())
+    # a different config is a different run: its checkpoints are not reused
+    other = ToySource(toy_trie())
+    train_rl(tiny_model(), toy_prompts(6), other, _cfg(SAPOConfig, tmp_path / "b", **{**kw,
+                                                                                        "lr": 0.01}))
+    assert other.calls == 4
+
+
+def test_rere_trains_on_beams_and_needs_them(tmp_path):
+    res = train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie(), beams=True),
+                   _cfg(ReReConfig, tmp_path, steps=2))
+    assert len(res.log) == 2 and res.log[0]["reward"] <= res.log[0][f"reward_step{LEVELS}"]
+    with pytest.raises(ValueError, match="beam_rank"):
+        train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()),
+                 _cfg(ReReConfig, tmp_path / "x", steps=1))
+
+
+def test_diagnostics_rows_csv_and_figure(tmp_path):
+    cfg = _cfg(GRPOConfig, tmp_path, steps=3, eval_every=2, eval_prompts=4, beta=0.0)
+    res = train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()), cfg,
+                   valid=toy_prompts(4, seed=1))
+    row = res.log[0]
+    for col in ("reward", "kl", "clip_frac", "entropy", "grad_norm", "tokens_per_s",
+                "rollout_s", "update_s", "loss_token_share", "lr"):
+        assert col in row and row[col] is not None, col
+    for k in range(1, LEVELS + 1):
+        for col in ("reward_step", "adv_mean_step", "adv_std_step", "zero_var_step"):
+            assert 0.0 <= row[f"zero_var_step{k}"] <= 1.0
+            assert f"{col}{k}" in row
+    assert row["kl"] == 0.0  # beta = 0: no reference, no KL
+    assert row["clip_frac"] == 0.0  # one pass, recomputed pi_old: rho = 1
+    assert "eval_reward_step1" in res.log[1] and "eval_reward_step1" in res.log[2]
+    assert "eval_reward_step1" not in res.log[0]
+    # forced tokens (3 <think>, 3 </think>, eos, single-child SID tokens) are not loss tokens
+    assert row["loss_token_share"] < 1.0
+    live = (tmp_path / "work" / "log.csv").read_text()
+    back = csv_to_log(live)
+    assert [r["step"] for r in back] == [1, 2, 3]
+    assert back[0]["reward"] == pytest.approx(row["reward"], rel=1e-6)
+    assert back[0]["eval_reward_step1"] is None
+    assert csv_to_log(log_to_csv(res.log))[2]["eval_reward_step1"] == pytest.approx(
+        res.log[2]["eval_reward_step1"], rel=1e-6)
+    fig = plot_diagnostics(back, title="grpo")
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"reward per SID level", "KL to reference (k3)", "seconds per step"} <= titles
+    fig.savefig(tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 1000
+
+
+def test_prompt_plan_is_seeded_and_covers_an_epoch():
+    plan = PromptPlan(10, 3, seed=4)
+    assert plan.steps_per_epoch == 3
+    epoch0 = [i for s in range(3) for i in plan.step(s)]
+    assert len(set(epoch0)) == 9
+    assert PromptPlan(10, 3, seed=4).step(4).tolist() == plan.step(4).tolist()
+    assert plan.step(0).tolist() != PromptPlan(10, 3, seed=5).step(0).tolist()
+    with pytest.raises(ValueError, match="cannot fill one step"):
+        PromptPlan(2, 3, seed=0)
+
+
+def test_trainer_rejects_impossible_minibatches(tmp_path):
+    cfg = _cfg(GRPOConfig, tmp_path, minibatch_groups=3)
+    with pytest.raises(ValueError, match="minibatch_groups=3 does not divide"):
+        train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()), cfg)
+
+
+def test_token_logprobs_match_the_sampler_at_its_temperature():
+    """The loss's log-probabilities (selective head, logits / temperature) equal the sampler's
+    full-vocabulary ones, with and without the selective head, and for chunked no-grad calls."""
+    model, prompts = tiny_model(), toy_prompts(4)
+    ro = ToySource(toy_trie()).sample(model, prompts.prompt_ids[:2],
+                                      torch.as_tensor(prompts.targets[:2]), 3, seed=1,
+                                      temperature=0.7, top_p=1.0, max_think_tokens=4)
+    mod = TokenLogprobs(model, temperature=0.7)
+    assert mod._parts is not None  # selective head in use
+    lp, ent = mod(ro.sequences, ro.attention_mask, ro.response_mask, with_entropy=True)
+    resp = ro.response_mask
+    assert torch.allclose(lp[resp], ro.old_logprobs[resp], atol=1e-5)
+    assert (lp[~resp] == 0).all() and (ent[resp] > 0).all()
+    full = TokenLogprobs(model, temperature=0.7)
+    full._parts = None  # the plain forward path
+    assert torch.allclose(full(ro.sequences, ro.attention_mask, resp)[0], lp, atol=1e-5)
+    rows = [torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])]
+    assert torch.allclose(batched_logprobs(mod, ro.sequences, ro.attention_mask, resp, rows),
+                          lp, atol=1e-5)
+    cold = TokenLogprobs(model, temperature=1.0)(ro.sequences, ro.attention_mask, resp)[0]
+    assert not torch.allclose(cold[resp], lp[resp], atol=1e-3)
