@@ -49,3 +49,13 @@ def kedro(project: Path, *args: str, timeout: int = 900, check: bool = True) -> 
             f"\n--- stderr\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+def base_catalog_config() -> dict:
+    """Every entry of conf/base/catalog_*.yml merged (YAML anchors ``_name`` left out)."""
+    import yaml
+
+    merged: dict = {}
+    for path in sorted((REPO / "conf" / "base").glob("catalog*.yml")):
+        merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    return {name: entry for name, entry in merged.items() if not name.startswith("_")}

@@ -18,6 +18,8 @@ from sapo_pipeline.evaluation.predict import ModelSpec
 from sapo_pipeline.evaluation.predictions import PREDICTIONS_SCHEMA, select_rows
 from sapo_pipeline.pipelines.evaluate import create_pipeline
 
+from kedro_helpers import base_catalog_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -56,7 +58,7 @@ def test_models_are_chosen_by_the_caller():
 
 
 def test_catalog_factories_resolve_namespaced_outputs():
-    catalog = DataCatalog.from_config(_yaml("catalog_evaluate.yml"))
+    catalog = DataCatalog.from_config(base_catalog_config())
     ds = catalog["sapo.predictions_test"]
     assert type(ds).__name__ == "ParquetDataset"
     assert str(ds.path).endswith("07_model_output/evaluate/sapo/predictions_test.parquet")
@@ -136,7 +138,7 @@ def evaluated(tmp_path, monkeypatch):
     }, schema={"sample_id": pl.Int64, "history": pl.List(pl.Int64), "target": pl.Int64,
                "split": pl.Utf8})
     config = {name: {**cfg, "filepath": str(tmp_path / cfg["filepath"])}
-              for name, cfg in _yaml("catalog_evaluate.yml").items()}
+              for name, cfg in base_catalog_config().items()}
     catalog = DataCatalog.from_config(config)
     params = _yaml("parameters_evaluate.yml")["evaluate"]
     params = {**params, "max_samples": 12, "decoding": {**params["decoding"], "num_beams": 5},

@@ -100,6 +100,7 @@ def test_diagnostics_rows_csv_and_figure(tmp_path):
     # forced tokens (3 <think>, 3 </think>, eos, single-child SID tokens) are not loss tokens
     assert row["loss_token_share"] < 1.0
     live = (tmp_path / "work" / "log.csv").read_text()
+    assert live == log_to_csv(res.log)  # appended rows and the rewrite when columns appear
     back = csv_to_log(live)
     assert [r["step"] for r in back] == [1, 2, 3]
     assert back[0]["reward"] == pytest.approx(row["reward"], rel=1e-6)

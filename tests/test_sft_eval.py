@@ -10,11 +10,12 @@ import sft_setup
 import torch
 
 from sapo_pipeline.config_utils import from_dict
+from sapo_pipeline.decoding import ConstraintError, ConstraintIndex, StepMachine
+from sapo_pipeline.decoding.vocab import SIDVocab
 from sapo_pipeline.model.sft_config import AlignConfig
 from sapo_pipeline.model.sft_data import encode_prompts
 from sapo_pipeline.model.sft_stages import evaluate_stage, train_align
 from sapo_pipeline.model.sid_eval import (
-    SIDVocab,
     constrained_decode,
     evaluate_sids,
     sid_accuracy,
@@ -36,6 +37,16 @@ def trie():
     return SIDTrie(range(len(ITEMS)), np.array(ITEMS))
 
 
+class _Seen:
+    """Fake KV cache: only the number of positions fed so far (the same for every row)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def batch_select_indices(self, idx: torch.Tensor) -> None:
+        """Rows are interchangeable for a bigram model: nothing to reorder."""
+
+
 class BigramLM(torch.nn.Module):
     """Next-token logits depend only on the last token: ``table[last]`` (we control them)."""
 
@@ -48,12 +59,12 @@ class BigramLM(torch.nn.Module):
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
                 use_cache=False, logits_to_keep=0):
         self.calls += 1
-        assert attention_mask.shape[1] == (past_key_values or 0) + input_ids.shape[1]
+        seen = past_key_values.n if past_key_values is not None else 0
+        assert attention_mask.shape[1] == seen + input_ids.shape[1]
         logits = self.table[input_ids]
         if logits_to_keep:
             logits = logits[:, -logits_to_keep:]
-        return SimpleNamespace(logits=logits,
-                               past_key_values=(past_key_values or 0) + input_ids.shape[1])
+        return SimpleNamespace(logits=logits, past_key_values=_Seen(seen + input_ids.shape[1]))
 
 
 def _bigram(tok, prefs: dict[str, list[str]]) -> BigramLM:
@@ -97,7 +108,9 @@ def test_reasoning_layout_masks_sids_in_think_blocks_and_caps_them(setup, trie):
     pen = tok.convert_ids_to_tokens(_ids(tok, " pen")[-1])
     prompt = [_ids(tok, "the user bought")]
     closing = _bigram(tok, {
-        "<think>": ["<a_3>", tok.eos_token, pen],   # SID / eos inside a block are masked
+        # inside a block: SID-like tokens (catalog or not: <a_2> is no catalog root) and eos
+        # are masked, and </think> may not end an empty block
+        "<think>": ["<a_2>", "</think>", "<a_3>", tok.eos_token, pen],
         pen: ["</think>"],
         "</think>": ["<a_3>", "<b_0>", "<c_2>"],
     })
@@ -113,18 +126,21 @@ def test_reasoning_layout_masks_sids_in_think_blocks_and_caps_them(setup, trie):
 
 def test_unknown_prefixes_and_targets_are_errors(setup, trie):
     tok = setup.tokenizer
-    vocab = SIDVocab(tok, trie)
-    assert vocab.allowed(trie, (0,))[0] == [0, 2]
-    with pytest.raises(KeyError, match="not a prefix of any catalog item"):
-        vocab.allowed(trie, (2,))
-    with pytest.raises(KeyError, match="not a prefix"):
-        vocab.allowed(trie, (0, 1))
+    vocab = SIDVocab.from_tokenizer(tok, table=trie)
+    machine = StepMachine(ConstraintIndex.get(trie, vocab), vocab, reasoning=False)
+    allowed = machine.dense_mask(machine.replay([vocab.codes_to_ids([0])]), len(tok))[0]
+    assert allowed.nonzero().flatten().tolist() == sorted(vocab.codes_to_ids([0, 0])[1:]
+                                                          + vocab.codes_to_ids([0, 2])[1:])
+    with pytest.raises(ConstraintError, match="not a prefix of any catalog item"):
+        machine.replay([vocab.codes_to_ids([2])])
+    with pytest.raises(ConstraintError, match="not a prefix"):
+        machine.replay([vocab.codes_to_ids([0, 1])])
     model = _bigram(tok, {})
     with pytest.raises(ValueError, match=r"source_id=77\): target SID \(2, 2, 2\) is not a catalog"):
         evaluate_sids(model, tok, trie, [[5], [6]], [(0, 0, 1), (2, 2, 2)], layout="sid",
                       batch_size=2, think_max_tokens=4, source_ids=[76, 77])
     big = SIDTrie([0, 1], np.array([[0, 0, 1], [9, 0, 1]]))  # <a_9> is no token of tok
-    with pytest.raises(ValueError, match="not single tokens"):
+    with pytest.raises(ValueError, match="not a single token id of the tokenizer"):
         constrained_decode(model, tok, big, [[5]])
     with pytest.raises(ValueError, match="no SID token"):
         target_sid("just a title")
@@ -139,22 +155,26 @@ def test_accuracy_counts_exact_and_prefix_matches():
 
 
 def _naive(model, tok, trie, prompt, reasoning, cap):
-    """Reference decoder: one sequence, full forward every step, no cache, no padding."""
-    vocab = SIDVocab(tok, trie)
+    """Reference decoder: one sequence, full forward every step, no cache, no padding. Inside a
+    block: no SID-like / special token, eos, pad or ``<think>``, and no ``</think>`` first."""
+    vocab = SIDVocab.from_tokenizer(tok, table=trie)
     ids = tok.convert_tokens_to_ids
-    banned = [*vocab.all_ids, ids("<think>"), tok.eos_token_id, tok.pad_token_id]
+    banned = vocab.banned_in_think()
     seq, prefix = list(prompt), ()
-    for _ in range(trie.levels):
+    for level in range(trie.levels):
         if reasoning:
             seq.append(ids("<think>"))
             for n in range(cap + 1):
                 logits = model(torch.tensor([seq])).logits[0, -1].clone()
                 logits[banned] = -torch.inf
+                if n == 0:
+                    logits[ids("</think>")] = -torch.inf
                 nxt = ids("</think>") if n == cap else int(logits.argmax())
                 seq.append(nxt)
                 if nxt == ids("</think>"):
                     break
-        codes, token_ids = vocab.allowed(trie, prefix)
+        codes = trie.children(prefix).tolist()
+        token_ids = [vocab.token_id(level, c) for c in codes]
         logits = model(torch.tensor([seq])).logits[0, -1]
         best = int(logits[token_ids].argmax())
         seq.append(token_ids[best])

@@ -15,6 +15,8 @@ from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
 from sapo_pipeline.pipelines.align import create_pipeline as align_pipeline
 from sapo_pipeline.pipelines.reason import create_pipeline as reason_pipeline
 
+from kedro_helpers import base_catalog_config
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
@@ -59,8 +61,7 @@ def test_parameter_files_validate(env):
 
 
 def test_catalog_entries_exist_for_every_output():
-    cat = {**_yaml(CONF / "base" / "catalog_align.yml"),
-           **_yaml(CONF / "base" / "catalog_reason.yml")}
+    cat = base_catalog_config()
     for name in ("align_model", "reason_model"):
         assert cat[name]["type"] == "sapo_pipeline.datasets.HFCheckpointDataset"
         assert cat[name]["filepath"].startswith("data/06_models/")
@@ -68,7 +69,7 @@ def test_catalog_entries_exist_for_every_output():
         assert cat[name]["filepath"].endswith(".csv")
     for name in ("align_eval", "reason_eval"):
         assert cat[name]["filepath"].startswith("data/08_reporting/")
-    assert cat["align_tokenizer"]["copy_mode"] == "assign"
+    assert cat["align_tokenizer"]["type"] == "sapo_pipeline.datasets.HFTokenizerDataset"
 
 
 @pytest.mark.slow

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from sapo_pipeline.model.rng import gather_rng_state, set_rng_state
 from sapo_pipeline.model.schedule import build_optimizer, build_scheduler, warmup_steps
 from sapo_pipeline.model.sft_config import TrainConfig
 from sapo_pipeline.model.sft_data import (
@@ -145,28 +146,6 @@ def run_fingerprint(cfg: TrainConfig, train: TokenizedCorpus, valid: TokenizedCo
                         "weights": weights_hash(model), "world": world})
 
 
-def _gather_rng(acc: Accelerator) -> dict[str, torch.Tensor]:
-    """Every process's torch RNG state (cpu, and its cuda device), keyed ``r<rank>_<kind>``."""
-    parts = {"cpu": torch.get_rng_state()}
-    if acc.device.type == "cuda":
-        parts["cuda"] = torch.cuda.get_rng_state(acc.device)
-    out = {}
-    for kind, t in parts.items():
-        every = acc.gather(t.to(acc.device).unsqueeze(0)).cpu()  # [processes, n]
-        for r in range(every.shape[0]):
-            out[f"r{r}_{kind}"] = every[r].contiguous()
-    return out
-
-
-def _set_rng(states: dict[str, torch.Tensor], rank: int, device: torch.device) -> None:
-    key = f"r{rank}_cpu"
-    if key not in states:
-        raise ValueError(f"checkpoint has no RNG state for process {rank}")
-    torch.set_rng_state(states[key])
-    if device.type == "cuda" and f"r{rank}_cuda" in states:
-        torch.cuda.set_rng_state(states[f"r{rank}_cuda"], device)
-
-
 class _Batcher:
     def __init__(self, corpus: TokenizedCorpus, cfg: TrainConfig, pad_id: int) -> None:
         self.corpus, self.cfg, self.pad_id = corpus, cfg, pad_id
@@ -248,7 +227,7 @@ def train_sft(
         load_trainable(model, saved["trainable"], str(ckpt))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _set_rng(saved["rng"], rank, acc.device)
+        set_rng_state(saved["rng"], rank, acc.device)
         state, log_rows, best = saved["state"], saved["log"], saved["best"]
         if best is None and cfg.load_best_at_end and state.best_step == state.step:
             best = saved["trainable"]  # the checkpoint's own weights are the best ones
@@ -304,7 +283,7 @@ def train_sft(
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", lr=f"{row['lr']:.2e}")
 
     def checkpoint() -> None:
-        states = _gather_rng(acc)
+        states = gather_rng_state(acc)
         state.window = {k: float(v.item()) for k, v in window.items()}
         if main:
             work.save(state, trainable=trainable_state(model),

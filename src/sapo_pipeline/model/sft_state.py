@@ -18,6 +18,10 @@ Layout of ``TrainConfig.work_dir`` (e.g. ``data/06_models/align_work``)::
 A checkpoint is *compatible* when its fingerprint (a hash of the data, the initial weights, the
 world size and every config field that changes the trajectory) equals the current run's. Only
 the main process writes; every process reads.
+
+:class:`WorkDir` is generic over the loop state and the log format (class attributes
+``state_type``, ``encode_log``, ``decode_log``): the RL loop subclasses it
+(:class:`sapo_pipeline.rl.state.RLWorkDir`).
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ import math
 import os
 import re
 import shutil
-import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from sapo_pipeline.io_utils import write_directory_atomically, write_text_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -137,20 +143,21 @@ def csv_to_log(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 class WorkDir:
     """The resume state of one stage (see the module docstring)."""
+
+    #: Dataclass of the loop counters stored in ``state.json`` (with the fingerprint).
+    state_type: ClassVar[type] = LoopState
+    #: Log rows -> CSV text (header line first) and back.
+    encode_log: ClassVar[Callable[[list[dict[str, Any]]], str]] = staticmethod(log_to_csv)
+    decode_log: ClassVar[Callable[[str], list[dict[str, Any]]]] = staticmethod(csv_to_log)
 
     def __init__(self, path: str | os.PathLike, fingerprint_: str, is_main: bool) -> None:
         self.root = Path(path)
         self.fingerprint = fingerprint_
         self.is_main = is_main
         self._live_rows: int | None = None
+        self._live_header: str | None = None
 
     # ---------------------------------------------------------------- discovery
     def checkpoints(self) -> list[tuple[int, Path]]:
@@ -200,65 +207,64 @@ class WorkDir:
         return good[-1] if good else None
 
     # ---------------------------------------------------------------- save / load
-    def save(self, state: LoopState, *, trainable: dict[str, torch.Tensor],
-             best: dict[str, torch.Tensor] | None, optimizer: dict, scheduler: dict,
-             rng: dict[str, torch.Tensor], log_rows: list[dict], keep: int) -> Path:
-        """Write one checkpoint atomically (main process) and prune to ``keep`` checkpoints."""
+    def save(self, state: Any, *, trainable: dict[str, torch.Tensor], optimizer: dict,
+             scheduler: dict, rng: dict[str, torch.Tensor], log_rows: list[dict], keep: int,
+             best: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write one checkpoint atomically (main process) and prune to ``keep`` checkpoints.
+
+        ``state`` is a ``state_type`` instance; ``state.json`` is written last."""
         target = self.root / f"checkpoint-{state.step:06d}"
-        tmp = self.root / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
-        tmp.mkdir(parents=True)
-        try:
+
+        def write(tmp: Path) -> None:
             save_file(trainable, str(tmp / "trainable.safetensors"))
             if best is not None:
                 save_file(best, str(tmp / "best.safetensors"))
             torch.save(optimizer, tmp / "optimizer.pt")
             (tmp / "scheduler.json").write_text(json.dumps(scheduler), encoding="utf-8")
             save_file({k: v.contiguous() for k, v in rng.items()}, str(tmp / "rng.safetensors"))
-            (tmp / LOG_FILE).write_text(log_to_csv(log_rows), encoding="utf-8")
+            (tmp / LOG_FILE).write_text(self.encode_log(log_rows), encoding="utf-8")
             payload = {"fingerprint": self.fingerprint, **asdict(state)}
             (tmp / STATE_FILE).write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if target.exists():
-            old = self.root / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+
+        write_directory_atomically(target, write)
         for _, p in self.checkpoints()[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
         return target
 
-    @staticmethod
-    def load(ckpt: Path, device: torch.device) -> dict[str, Any]:
-        """Everything :meth:`save` wrote, tensors on ``device`` (optimizer) or CPU."""
+    @classmethod
+    def load(cls, ckpt: Path, device: torch.device) -> dict[str, Any]:
+        """Everything :meth:`save` wrote, tensors on ``device`` (optimizer) or CPU; ``best`` is
+        None when the checkpoint has no separate best weights."""
         raw = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
         raw.pop("fingerprint", None)
         best = ckpt / "best.safetensors"
         return {
-            "state": LoopState(**raw),
+            "state": cls.state_type(**raw),
             "trainable": load_file(str(ckpt / "trainable.safetensors")),
             "best": load_file(str(best)) if best.is_file() else None,
             "optimizer": torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True),
             "scheduler": json.loads((ckpt / "scheduler.json").read_text(encoding="utf-8")),
             "rng": load_file(str(ckpt / "rng.safetensors")),
-            "log": csv_to_log((ckpt / LOG_FILE).read_text(encoding="utf-8")),
+            "log": cls.decode_log((ckpt / LOG_FILE).read_text(encoding="utf-8")),
         }
 
     def write_live_log(self, rows: list[dict]) -> None:
-        """Keep ``work_dir/log.csv`` current: rewritten once per run (resumed rows included),
-        then appended to."""
+        """Keep ``work_dir/log.csv`` equal to ``encode_log(rows)``: the new rows are appended
+        while their CSV header is the one already written, else the file is rewritten
+        (atomically; always on the first call of a run, resumed rows included)."""
         if not self.is_main:
             return
         path = self.root / LOG_FILE
         written = self._live_rows
-        if written is None or written > len(rows) or not path.is_file():
-            self.root.mkdir(parents=True, exist_ok=True)
-            _write_text(path, log_to_csv(rows))
-        else:
-            text = log_to_csv(rows[written:]).split("\n", 1)[1]  # without the header
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(text)
+        if written is not None and written <= len(rows) and path.is_file():
+            header, _, body = self.encode_log(rows[written:]).partition("\n")
+            if header == self._live_header:
+                with open(path, "a", encoding="utf-8") as fh:
+                    fh.write(body)
+                self._live_rows = len(rows)
+                return
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = self.encode_log(rows)
+        write_text_atomically(path, text)
+        self._live_header = text.partition("\n")[0]
         self._live_rows = len(rows)

@@ -1,21 +1,21 @@
 """Valid-split SID accuracy: greedy, trie-constrained generation of the next item's SID.
 
-Two response layouts (``SidEvalConfig.layout``):
+Decoding is :func:`sapo_pipeline.decoding.greedy_decode` (one beam of the constrained beam
+search), in one of two response layouts (``SidEvalConfig.layout``):
 
 * ``sid`` (Stage 1, task history SIDs -> next SID): the K SID tokens are generated directly
   after the prompt; at level k only the tokens of the trie children of the prefix generated so
   far are allowed.
 * ``reasoning`` (Stage 2): per level k, ``<think>`` is forced, the block is generated greedily
-  (SID tokens, eos and ``<think>`` masked) until the model emits ``</think>`` or
-  ``think_max_tokens`` free tokens were generated (then ``</think>`` is forced), then the SID
-  token of level k is chosen among the trie children.
+  (SID-like tokens, special tokens, eos and ``<think>`` masked; at least one free token, as the
+  layout forbids empty blocks) until the model emits ``</think>`` or ``think_max_tokens`` free
+  tokens were generated (then ``</think>`` is forced), then the SID token of level k is chosen
+  among the trie children.
 
-Never unconstrained: allowed codes come from :meth:`SIDTrie.children`, which raises ``KeyError``
-for a prefix that is not in the catalog, and a trie code without a single-token spelling in the
-tokenizer raises ``ValueError``. A target SID that is not a catalog item is an error too.
-
-Prompts are decoded in batches (sorted by length, left-padded) with a KV cache: one forward pass
-over the prompts, then one single-token pass per generated position.
+Never unconstrained: the decoder's state machine only offers catalog prefixes, and a catalog
+code without a single-token spelling in the tokenizer is a ``ValueError`` when the
+:class:`~sapo_pipeline.decoding.vocab.SIDVocab` is built. A target SID that is not a catalog
+item is an error too.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
-from sapo_pipeline.model.tokenizer import THINK_CLOSE, THINK_OPEN
-from sapo_pipeline.sid.catalog import SIDTrie, parse_sid, sid_token
+from sapo_pipeline.decoding import greedy_decode
+from sapo_pipeline.decoding.vocab import SIDVocab
+from sapo_pipeline.sid.catalog import SIDTrie, parse_sid
 
 logger = logging.getLogger(__name__)
 
+LAYOUTS = ("sid", "reasoning")
 _SID_TOKEN_RE = re.compile(r"<[a-z]_(?:0|[1-9][0-9]*)>")
 
 
@@ -45,164 +46,23 @@ def target_sid(response: str, where: str = "response") -> tuple[int, ...]:
     return parse_sid("".join(tokens))
 
 
-class SIDVocab:
-    """Token ids of every SID code of a trie, per level; checks they are single tokens."""
-
-    def __init__(self, tokenizer: Any, trie: SIDTrie) -> None:
-        self.levels = trie.levels
-        codes: list[set[int]] = [set() for _ in range(self.levels)]
-        for sid in trie.sids():
-            for level, code in enumerate(sid):
-                codes[level].add(code)
-        self.table: list[dict[int, int]] = []
-        bad = []
-        unk = tokenizer.unk_token_id
-        for level in range(self.levels):
-            row = {}
-            for code in sorted(codes[level]):
-                tok = sid_token(level, code)
-                ids = tokenizer.encode(tok, add_special_tokens=False)
-                if len(ids) != 1 or ids[0] == unk:
-                    bad.append(f"{tok} -> {ids}")
-                else:
-                    row[code] = ids[0]
-            self.table.append(row)
-        if bad:
-            raise ValueError(f"{len(bad)} catalog SID tokens are not single tokens of the "
-                             f"tokenizer: {bad[:10]}")
-        self.all_ids = sorted({i for row in self.table for i in row.values()})
-        self.code_of = [{i: c for c, i in row.items()} for row in self.table]
-
-    def allowed(self, trie: SIDTrie, prefix: tuple[int, ...]) -> tuple[list[int], list[int]]:
-        """(codes, token ids) that may follow ``prefix``; KeyError for an unknown prefix."""
-        codes = trie.children(prefix).tolist()
-        level = len(prefix)
-        if level >= self.levels:
-            raise ValueError(f"prefix {prefix} is already a complete SID")
-        try:
-            return codes, [self.table[level][c] for c in codes]
-        except KeyError as exc:  # pragma: no cover - SIDVocab is built from the same trie
-            raise ValueError(f"code {exc} of level {level} has no token") from None
-
-
-class _Row:
-    """Decoding state of one prompt."""
-
-    __slots__ = ("cap_hits", "phase", "prefix", "think_len", "think_tokens")
-
-    def __init__(self, reasoning: bool) -> None:
-        self.prefix: tuple[int, ...] = ()
-        self.phase = "open" if reasoning else "sid"
-        self.think_len = 0
-        self.think_tokens: list[int] = []
-        self.cap_hits = 0
-
-
-@torch.inference_mode()
 def constrained_decode(model: Any, tokenizer: Any, trie: SIDTrie, prompts: Sequence[Sequence[int]],
-                       *, layout: str = "sid", batch_size: int = 32,
-                       think_max_tokens: int = 48) -> list[dict[str, Any]]:
+                       *, layout: str = "sid", batch_size: int = 32, think_max_tokens: int = 48,
+                       vocab: SIDVocab | None = None) -> list[dict[str, Any]]:
     """Greedy constrained decoding of one SID per prompt (token-id lists). Returns per prompt
-    ``{"sid": tuple, "think_tokens": [n per level], "cap_hits": int}`` in input order."""
-    if layout not in ("sid", "reasoning"):
-        raise ValueError(f"layout={layout!r}: expected sid | reasoning")
-    reasoning = layout == "reasoning"
-    vocab = SIDVocab(tokenizer, trie)
-    open_id = close_id = None
-    think_block = None
-    if reasoning:
-        open_id, close_id = (tokenizer.convert_tokens_to_ids(t) for t in (THINK_OPEN, THINK_CLOSE))
-        banned = [*vocab.all_ids, open_id, tokenizer.eos_token_id]
-        if tokenizer.pad_token_id is not None:
-            banned.append(tokenizer.pad_token_id)
-        think_block = torch.tensor(sorted(set(banned)), dtype=torch.long)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    results: list[dict[str, Any] | None] = [None] * len(prompts)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        rows = _decode_batch(model, [prompts[i] for i in chunk], trie, vocab, reasoning, pad,
-                             open_id, close_id, think_block, think_max_tokens, device)
-        for i, row in zip(chunk, rows):
-            results[i] = {"sid": row.prefix, "think_tokens": row.think_tokens,
-                          "cap_hits": row.cap_hits}
-    model.train(was_training)
-    return results  # type: ignore[return-value]
+    ``{"sid": tuple, "think_tokens": [n per level], "cap_hits": int}`` in input order.
 
-
-def _decode_batch(model, prompts, trie, vocab, reasoning, pad, open_id, close_id, think_block,
-                  cap, device) -> list[_Row]:
-    n, width = len(prompts), max(len(p) for p in prompts)
-    if min(len(p) for p in prompts) == 0:
-        raise ValueError("constrained_decode: empty prompt")
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for r, p in enumerate(prompts):  # left padding
-        ids[r, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[r, width - len(p):] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                logits_to_keep=1)
-    past, logits = out.past_key_values, out.logits[:, -1]
-    next_pos = pos[:, -1] + 1
-    rows = [_Row(reasoning) for _ in range(n)]
-    while True:
-        chosen = _choose(rows, logits, trie, vocab, open_id, close_id, think_block, cap, pad)
-        if chosen is None:  # every row finished
-            break
-        mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-        out = model(input_ids=chosen.to(device)[:, None], attention_mask=mask,
-                    position_ids=next_pos[:, None], past_key_values=past, use_cache=True)
-        past, logits = out.past_key_values, out.logits[:, -1]
-        next_pos = next_pos + 1
-    return rows
-
-
-def _choose(rows: list[_Row], logits: torch.Tensor, trie: SIDTrie, vocab: SIDVocab,
-            open_id, close_id, think_block, cap: int, pad: int) -> torch.Tensor | None:
-    """Pick each row's next token and advance its state; None when every row finished."""
-    scores = logits.float().cpu()
-    chosen = torch.full((len(rows),), pad, dtype=torch.long)
-    active = False
-    for r, row in enumerate(rows):
-        if row.phase == "done":
-            continue
-        active = True
-        if row.phase == "open":
-            chosen[r] = open_id
-            row.phase, row.think_len = "think", 0
-        elif row.phase == "think":
-            if row.think_len >= cap:
-                chosen[r] = close_id
-                row.cap_hits += 1
-            else:
-                s = scores[r].clone()
-                s[think_block] = -torch.inf
-                chosen[r] = int(s.argmax())
-            if int(chosen[r]) == close_id:
-                row.think_tokens.append(row.think_len)
-                row.phase = "sid"
-            else:
-                row.think_len += 1
-        else:  # sid
-            codes, token_ids = vocab.allowed(trie, row.prefix)
-            best = int(scores[r, token_ids].argmax())
-            chosen[r] = token_ids[best]
-            row.prefix = (*row.prefix, codes[best])
-            if len(row.prefix) == vocab.levels:
-                row.phase = "done"
-            elif think_block is not None:
-                row.phase = "open"
-    if not active:
-        return None
-    if all(row.phase == "done" for row in rows):
-        # the last SID tokens need no forward pass of their own
-        return None
-    return chosen
+    ``vocab`` (built from ``tokenizer`` and ``trie`` when not given) may be passed to reuse it.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r}: expected {' | '.join(LAYOUTS)}")
+    if vocab is None:
+        vocab = SIDVocab.from_tokenizer(tokenizer, table=trie)
+    decoded = greedy_decode(model, prompts, trie, vocab, reasoning=layout == "reasoning",
+                            max_think_tokens=think_max_tokens,
+                            min_think_tokens=min(1, think_max_tokens), batch_size=batch_size)
+    return [{"sid": d.codes, "think_tokens": list(d.think_lengths), "cap_hits": d.cap_hits}
+            for d in decoded]
 
 
 def sid_accuracy(predicted: Sequence[tuple[int, ...]], targets: Sequence[tuple[int, ...]],

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sapo_pipeline.model.rng import gather_rng_state, set_rng_state
 from sapo_pipeline.model.schedule import build_optimizer, build_scheduler
-from sapo_pipeline.model.sft import _gather_rng, _set_rng, make_accelerator, use_bf16
+from sapo_pipeline.model.sft import make_accelerator, use_bf16
 from sapo_pipeline.model.sft_state import fingerprint, load_trainable, trainable_state, weights_hash
 from sapo_pipeline.rl.advantages import compute_advantages
 from sapo_pipeline.rl.config import ReReConfig, RLTrainConfig
@@ -164,7 +165,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         load_trainable(model, saved["trainable"], str(ckpt))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        _set_rng(saved["rng"], rank, device)
+        set_rng_state(saved["rng"], rank, device)
         state, log_rows = saved["state"], saved["log"]
         logger.info("%s: resuming from %s (step %d of %d)", cfg.algorithm, ckpt, state.step,
                     cfg.steps)
@@ -207,7 +208,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         return {f"eval_reward_step{k + 1}": float(sums[k]) / n for k in range(levels)}
 
     def checkpoint() -> None:
-        states = _gather_rng(acc)
+        states = gather_rng_state(acc)
         if main:
             work.save(state, trainable=trainable_state(model), optimizer=optimizer.state_dict(),
                       scheduler=scheduler.state_dict(), rng=states, log_rows=log_rows,

@@ -7,7 +7,7 @@ so the caller includes only the models whose training stages exist. Dataset name
 ``<model>.predictions_<split>``, ``<model>.predict_info_<split>``,
 ``<model>.sample_metrics_<split>``, ``<model>.metrics_<split>``, ``evaluation_<split>_report``,
 ``evaluation_<split>_table``, ``evaluation_<split>_figure`` (dataset factories in
-``catalog_evaluate.yml``).
+``catalog_07_model_output.yml`` / ``catalog_08_reporting.yml``).
 """
 
 from __future__ import annotations

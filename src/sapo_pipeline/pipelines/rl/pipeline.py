@@ -5,7 +5,7 @@
 ``rl_figure``). :func:`create_pipeline` instantiates it once per method with
 ``kedro.pipeline.pipeline(namespace=method)``: the shared inputs keep their names, ``params:rl``
 becomes ``params:<method>.rl`` (Kedro 1.x namespaces parameters) and the outputs become
-``<method>.rl_model`` etc. (dataset factories in ``catalog_rl.yml``). Every method thus starts
+``<method>.rl_model`` etc. (dataset factories in ``catalog_06_models.yml`` / ``catalog_08_reporting.yml``). Every method thus starts
 from the same ``reason_model``. Extra methods (e.g. ablations) need only a parameters entry
 ``<name>: {rl: {algorithm: ..., ...}}`` and ``create_pipeline(methods=(..., "<name>"))``.
 """

@@ -1,0 +1,80 @@
+"""Atomic writes of files and directories (no Kedro: library code and datasets both use these).
+
+A reader sees the old version or the new one, never a torn one: the new content is written
+beside the target under a temporary name, then ``os.replace``-d into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; these are ordinary data files
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomically(target: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``target`` through :func:`atomic_path`."""
+    with atomic_path(Path(target)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_directory_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Fill a temporary sibling directory with ``write(tmp)``, then rename it into place.
+
+    An existing ``target`` is first renamed aside and removed only once the new one is in;
+    leftovers of interrupted earlier writes are cleaned up (never the only previous copy).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
+        for stale in target.parent.glob(pattern):
+            if pattern.endswith("old-*") and not target.exists():
+                continue  # the only copy of the previous version: keep it
+            logger.warning("removing leftover of an interrupted save: %s", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+    tag = uuid.uuid4().hex[:12]
+    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    try:
+        tmp.mkdir()
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    old = target.parent / f".{target.name}.old-{tag}"
+    os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(old, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
