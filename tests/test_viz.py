@@ -14,7 +14,7 @@ import pytest
 
 from kedro_helpers import kedro, make_project
 
-LAYERS = ["raw", "intermediate", "primary", "feature", "model_input", "models", "reporting"]
+LAYERS = ["raw", "intermediate", "primary", "feature", "model_input", "models", "model_output", "reporting"]
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,16 @@ def test_every_pipeline_and_layer_appears(viz_build: Path):
     assert not unlayered, f"datasets without a kedro-viz layer: {unlayered}"
     for name in pipelines - {"__default__"}:
         assert (viz_build / "api" / "pipelines" / name).is_file()
+    # the RL methods are namespaced modular pipelines sharing the stage-2 model
+    from sapo_pipeline.pipelines.rl.pipeline import DEFAULT_METHODS
+
+    modular = set(main["modular_pipelines"])
+    assert set(DEFAULT_METHODS) <= modular, f"RL namespaces missing from kedro-viz: {sorted(modular)}"
+    rl_nodes = {n["name"] for n in main["nodes"] if n["type"] == "task"}
+    for method in DEFAULT_METHODS:
+        assert f"{method}.train_rl_model" in rl_nodes or any(
+            n.get("modular_pipelines") == [method] for n in main["nodes"] if n["type"] == "task"
+        )
 
 
 def _chromium() -> str | None:
