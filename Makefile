@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup browser run test repro viz bench clean-data
+.PHONY: setup browser run test lint repro viz bench clean-data
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: setup
+	$(BIN)/ruff check src tests bench
+
 repro: setup
 	$(BIN)/dvc repro
 
@@ -46,6 +49,8 @@ viz: setup
 
 bench: setup
 	$(BIN)/python bench/ingest/run.py
+	$(BIN)/python bench/sft/run.py
+	$(BIN)/python bench/decoding/run.py
 
 clean-data:
 	find data -mindepth 2 ! -name .gitkeep -delete

@@ -208,7 +208,7 @@ def lora_model(tmp_path):
     model = build_model(cfg, ptok, seed=0, sid_tokens=SIDS)
     with torch.no_grad():  # make the adapter non-trivial (lora_B starts at zero)
         g = torch.Generator().manual_seed(1)
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn(p.shape, generator=g))
     return model, ptok, base_dir

@@ -51,7 +51,7 @@ def parse_list(cell: str, kind: str) -> list:
         value = json.loads(text)
     except ValueError:
         if len(text) > MAX_CELL_CHARS:
-            raise CellError("malformed_list", f"cell of {len(text)} characters is too long")
+            raise CellError("malformed_list", f"cell of {len(text)} characters is too long") from None
         try:
             value = ast.literal_eval(text)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
