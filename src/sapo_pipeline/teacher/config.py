@@ -234,8 +234,8 @@ class ReasoningConfig:
     """The stage-2 reasoning corpus (step-aligned layout)."""
 
     enabled: bool = field(default=True, metadata={"help": "Build the reasoning corpus."})
-    max_train: int = field(default=20000, metadata={"help": "Train samples explained (cap)."})
-    max_valid: int = field(default=500, metadata={"help": "Valid samples explained (cap)."})
+    max_train: int = field(default=5000, metadata={"help": "Train samples explained (cap)."})
+    max_valid: int = field(default=300, metadata={"help": "Valid samples explained (cap)."})
 
     def __post_init__(self) -> None:
         _positive(self, "max_train", "max_valid", allow_zero=True)
