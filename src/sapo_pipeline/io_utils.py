@@ -6,14 +6,18 @@ beside the target under a temporary name, then ``os.replace``-d into place.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import math
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +82,47 @@ def write_directory_atomically(target: Path, write: Callable[[Path], None]) -> N
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def rows_to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Log rows as CSV text: ``columns`` (default: every key, in order of first appearance),
+    floats with 8 significant digits, an empty cell for None and non-finite values."""
+    if columns is None:
+        seen: list[str] = []
+        for row in rows:
+            seen += [k for k in row if k not in seen]
+        columns = seen
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def csv_to_rows(text: str, int_columns: Collection[str] = ()) -> list[dict[str, Any]]:
+    """Inverse of :func:`rows_to_csv`: empty cells -> None, ``int_columns`` -> int, other
+    numbers -> float, anything else kept as text."""
+    rows = []
+    for rec in csv.DictReader(io.StringIO(text)):
+        row: dict[str, Any] = {}
+        for k, v in rec.items():
+            if v in ("", None):
+                row[k] = None
+            elif k in int_columns:
+                row[k] = int(float(v))
+            else:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+        rows.append(row)
+    return rows
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.8g}"
+    return v

@@ -26,12 +26,9 @@ the main process writes; every process reads.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -43,7 +40,12 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from sapo_pipeline.io_utils import write_directory_atomically, write_text_atomically
+from sapo_pipeline.io_utils import (
+    csv_to_rows,
+    rows_to_csv,
+    write_directory_atomically,
+    write_text_atomically,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,35 +114,12 @@ def load_trainable(model: torch.nn.Module, tensors: dict[str, torch.Tensor], whe
 
 def log_to_csv(rows: list[dict[str, Any]]) -> str:
     """The log rows as CSV text (fixed columns; empty cell where a value is absent)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in LOG_COLUMNS})
-    return buf.getvalue()
-
-
-def _cell(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.8g}"
-    return v
+    return rows_to_csv(rows, LOG_COLUMNS)
 
 
 def csv_to_log(text: str) -> list[dict[str, Any]]:
-    rows = []
-    for rec in csv.DictReader(io.StringIO(text)):
-        row: dict[str, Any] = {}
-        for k, v in rec.items():
-            if v in ("", None):
-                row[k] = None
-            elif k in ("step", "epoch", "tokens"):
-                row[k] = int(float(v))
-            else:
-                row[k] = float(v)
-        rows.append(row)
-    return rows
+    """Inverse of :func:`log_to_csv`."""
+    return csv_to_rows(text, int_columns=("step", "epoch", "tokens"))
 
 
 class WorkDir:

@@ -23,13 +23,13 @@ Columns of a row (steps k = 1..K are the SID levels, 1-based in the names):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+from sapo_pipeline.io_utils import csv_to_rows, rows_to_csv
 
 #: Columns that are always integers.
 INT_COLUMNS = frozenset({"step", "optimizer_steps", "response_tokens"})
@@ -37,42 +37,12 @@ INT_COLUMNS = frozenset({"step", "optimizer_steps", "response_tokens"})
 
 def log_to_csv(rows: Sequence[dict[str, Any]]) -> str:
     """Rows as CSV; columns = every key, in order of first appearance; empty cell for None."""
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    return buf.getvalue()
-
-
-def _cell(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.8g}"
-    return v
+    return rows_to_csv(rows)
 
 
 def csv_to_log(text: str) -> list[dict[str, Any]]:
     """Inverse of :func:`log_to_csv` (numbers parsed; empty cells are None)."""
-    rows = []
-    for rec in csv.DictReader(io.StringIO(text)):
-        row: dict[str, Any] = {}
-        for k, v in rec.items():
-            if v in ("", None):
-                row[k] = None
-            elif k in INT_COLUMNS:
-                row[k] = int(float(v))
-            else:
-                try:
-                    row[k] = float(v)
-                except ValueError:
-                    row[k] = v
-        rows.append(row)
-    return rows
+    return csv_to_rows(text, INT_COLUMNS)
 
 
 class StepAccumulator:
