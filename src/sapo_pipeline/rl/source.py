@@ -60,12 +60,10 @@ def check_rollout(rollout: Rollout, n_prompts: int, group_size: int, targets: to
         raise ValueError("rollout: every row needs a non-empty prompt before its response")
 
 
-class GroupSampler:
-    """:class:`RolloutSource` over :func:`sapo_pipeline.decoding.sample_groups` (GRPO, SAPO).
+class _DecodingSource:
+    """Shared state of the decoding-backed sources: the catalog trie, vocab and batch shape."""
 
-    Log-probabilities are recorded at the sampling temperature (``logprobs_at_temperature``),
-    as the trainer's loss computes them; the seed seeds a fresh CPU ``torch.Generator``.
-    """
+    name = ""
 
     def __init__(self, trie: SIDTrie, vocab: SIDVocab, *, reasoning: bool = True,
                  min_think_tokens: int = 1, batch_size: int = 8) -> None:
@@ -74,8 +72,18 @@ class GroupSampler:
                                                                   batch_size)
 
     def describe(self) -> dict[str, Any]:
-        return {"source": "sample_groups", "reasoning": self.reasoning,
+        return {"source": self.name, "reasoning": self.reasoning,
                 "min_think_tokens": self.min_think_tokens, "batch_size": self.batch_size}
+
+
+class GroupSampler(_DecodingSource):
+    """:class:`RolloutSource` over :func:`sapo_pipeline.decoding.sample_groups` (GRPO, SAPO).
+
+    Log-probabilities are recorded at the sampling temperature (``logprobs_at_temperature``),
+    as the trainer's loss computes them; the seed seeds a fresh CPU ``torch.Generator``.
+    """
+
+    name = "sample_groups"
 
     def sample(self, model: Any, prompt_ids: Sequence[Sequence[int]], targets: torch.Tensor,
                group_size: int, *, seed: int, temperature: float, top_p: float,
@@ -90,19 +98,11 @@ class GroupSampler:
                              self.vocab, cfg, generator=gen)
 
 
-class BeamSampler:
+class BeamSampler(_DecodingSource):
     """:class:`RolloutSource` over :func:`sapo_pipeline.decoding.beam_sample` (ReRe): the G
     constrained beams of each prompt, ranked; temperature, top-p and seed do not apply."""
 
-    def __init__(self, trie: SIDTrie, vocab: SIDVocab, *, reasoning: bool = True,
-                 min_think_tokens: int = 1, batch_size: int = 8) -> None:
-        self.trie, self.vocab = trie, vocab
-        self.reasoning, self.min_think_tokens, self.batch_size = (reasoning, min_think_tokens,
-                                                                  batch_size)
-
-    def describe(self) -> dict[str, Any]:
-        return {"source": "beam_sample", "reasoning": self.reasoning,
-                "min_think_tokens": self.min_think_tokens, "batch_size": self.batch_size}
+    name = "beam_sample"
 
     def sample(self, model: Any, prompt_ids: Sequence[Sequence[int]], targets: torch.Tensor,
                group_size: int, *, seed: int, temperature: float, top_p: float,
