@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from sapo_pipeline.rl.diagnostics import csv_to_log
 
 from kedro_helpers import REPO, make_project
 
@@ -48,22 +51,57 @@ def test_dvc_stages_match_the_kedro_pipelines():
         assert params_file == f"conf/base/parameters_{name}.yml"
 
 
-@pytest.mark.slow
-def test_dvc_repro_twice_from_scratch(tmp_path: Path):
-    project = make_project(tmp_path / "p")
+@pytest.fixture(scope="module")
+def dvc_runs(tmp_path_factory) -> dict:
+    """One smoke project: ``dvc repro`` twice, then ``dvc exp run -S`` of one SAPO ablation."""
+    project = make_project(tmp_path_factory.mktemp("dvc") / "p")
     shutil.rmtree(project / "src")
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
+    shutil.copy(REPO / ".gitignore", project / ".gitignore")
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     dvc(project, "init", "-q")
+    runs = {"project": project, "first": dvc(project, "repro"), "second": dvc(project, "repro"),
+            "metrics": dvc(project, "metrics", "show", "--json")}
+    # experiments need a commit to branch from (dvc.lock + code + conf; data is DVC's)
+    subprocess.run(["git", "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "baseline"], cwd=project, check=True)
+    runs["exp"] = dvc(project, "exp", "run", "-S",
+                      "conf/base/parameters_rl.yml:sapo.rl.step_advantage=false")
+    runs["exp_show"] = dvc(project, "exp", "show", "--json")
+    return runs
 
-    first = dvc(project, "repro")
+
+@pytest.mark.slow
+def test_dvc_repro_twice_from_scratch(dvc_runs: dict):
+    first, project = dvc_runs["first"], dvc_runs["project"]
     for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
         for each in stage.get("foreach", [None]):
             assert f"Running stage '{name if each is None else f'{name}@{each}'}'" in first
     assert (project / "dvc.lock").is_file()
-    second = dvc(project, "repro")
+    second = dvc_runs["second"]
     assert "Data and pipelines are up to date" in second and "Running stage" not in second
-    metrics = dvc(project, "metrics", "show", "--json")
+    metrics = dvc_runs["metrics"]
     assert "ingest_report.json" in metrics and "sid_report.json" in metrics
     assert "evaluation_test.json" in metrics and '"sapo"' in metrics
+    assert "rl_cost.json" in metrics and "paired_step_ratio" in metrics
+
+
+@pytest.mark.slow
+def test_dvc_exp_run_set_param_switches_one_rl_method(dvc_runs: dict):
+    """``-S sapo.rl.step_advantage=false`` reruns rl@sapo and evaluate only, and takes effect."""
+    out, project = dvc_runs["exp"], dvc_runs["project"]
+    assert "Running stage 'rl@sapo'" in out and "Running stage 'evaluate'" in out
+    for untouched in ("ingest", "align", "reason", "rl@grpo", "rl@rere"):
+        assert f"Running stage '{untouched}'" not in out
+    params = yaml.safe_load((project / "conf/base/parameters_rl.yml").read_text())
+    assert params["sapo"]["rl"]["step_advantage"] is False
+    assert params["sapo"]["rl"]["steps"] == params["grpo"]["rl"]["steps"]  # YAML merge kept
+    extra = json.loads((project / "data/06_models/rl_sapo/extra.json").read_text())
+    assert extra["rl_config"]["step_advantage"] is False
+    # without step advantages every step carries the same (outcome) advantage
+    log = csv_to_log((project / "data/08_reporting/rl_sapo_log.csv").read_text())
+    for row in log:
+        assert row["adv_std_step1"] == pytest.approx(row["adv_std_step3"])
+    assert "step_advantage" in dvc_runs["exp_show"]

@@ -33,18 +33,20 @@ def test_default_pipeline_has_a_namespace_per_model_and_a_report_per_split():
     for model in ("sid_only", "sft_reasoning", "grpo", "sapo", "rere"):
         for split in ("valid", "test"):
             assert {f"{model}.predict_{split}", f"{model}.compute_metrics_{split}"} <= names
-    assert {"comparison_report_valid", "comparison_report_test"} <= names
+    assert {"comparison_report_valid", "comparison_report_test", "rl_cost_report"} <= names
     assert pipe.inputs() == {"align_model", "reason_model", "grpo.rl_model", "sapo.rl_model",
                              "rere.rl_model", "samples", "sid_table", "items",
+                             "grpo.rl_log", "sapo.rl_log", "rere.rl_log",
                              "params:evaluate", "params:teacher_corpus"}
     assert {"evaluation_test_report", "evaluation_valid_table", "evaluation_test_figure",
-            "sapo.predictions_test", "sid_only.metrics_valid"} <= pipe.all_outputs()
+            "sapo.predictions_test", "sid_only.metrics_valid", "rl_cost_report",
+            "rl_cost_table"} <= pipe.all_outputs()
 
 
 def test_models_are_chosen_by_the_caller():
     pipe = create_pipeline(models=["sid_only", "sft_reasoning"], splits=["test"])
     assert pipe.inputs() >= {"align_model", "reason_model"}
-    assert not any("rl_model" in i for i in pipe.inputs())
+    assert not any("rl_" in i for i in pipe.inputs())  # no RL models, no RL cost report
     assert {n.name for n in pipe.nodes} == {
         "sid_only.predict_test", "sid_only.compute_metrics_test", "sft_reasoning.predict_test",
         "sft_reasoning.compute_metrics_test", "comparison_report_test"}

@@ -80,3 +80,22 @@ def test_sft_stages_write_models_logs_and_valid_accuracy(full_run: Path):
     reason = HFCheckpointDataset(filepath=str(full_run / "06_models" / "reason_model")).load()
     assert align.tokenizer.get_vocab() == reason.tokenizer.get_vocab()
     assert align.model.config.to_dict()["hidden_size"] == reason.model.config.to_dict()["hidden_size"]
+
+
+def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path):
+    methods = ["sid_only", "sft_reasoning", "grpo", "sapo", "rere"]
+    for split in ("valid", "test"):
+        report = json.loads((full_run / "08_reporting" / f"evaluation_{split}.json").read_text())
+        assert [row["method"] for row in report["methods"]] == methods
+        assert report["split"] == split and report["dataset"] == "synthetic"
+        md = (full_run / "08_reporting" / f"evaluation_{split}.md").read_text()
+        assert all(f"| {m} |" in md for m in methods)
+    cost = json.loads((full_run / "08_reporting" / "rl_cost.json").read_text())
+    assert cost["reference"] == "grpo" and set(cost["methods"]) == {"grpo", "sapo", "rere"}
+    assert cost["methods"]["grpo"]["token_ratio"] == 1.0
+    assert all(c["median_step_s"] > 0 and c["median_advantage_s"] >= 0
+               for c in cost["methods"].values())
+    timings = json.loads(next((full_run / "08_reporting" / "run_timings").glob("*.json")).read_text())
+    assert {"ingest", "sid_catalog", "teacher_corpus", "align", "reason", "rl", "rl_sapo",
+            "evaluate"} <= set(timings["by_tag"])
+    assert timings["run"]["pipeline_names"] == ["sapo_full"]

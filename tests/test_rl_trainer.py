@@ -11,7 +11,7 @@ from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv, plot_diagnostic
 from sapo_pipeline.rl.logprob import TokenLogprobs, batched_logprobs
 from sapo_pipeline.rl.trainer import PromptPlan, train_rl
 
-TIMING = ("rollout_s", "update_s", "step_s", "tokens_per_s", "rollout_calls")  # + fake counter
+TIMING = ("rollout_s", "advantage_s", "update_s", "step_s", "tokens_per_s", "rollout_calls")  # + fake counter
 
 
 def _cfg(cls, tmp_path, **kw):

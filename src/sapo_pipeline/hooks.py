@@ -1,11 +1,16 @@
-"""Project hooks: parameters are validated once, before any node runs."""
+"""Project hooks: parameters are validated before any node runs; node wall times are recorded."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
+from sapo_pipeline.io_utils import write_text_atomically
 from sapo_pipeline.parameters import validate_parameters
 
 log = logging.getLogger(__name__)
@@ -18,3 +23,65 @@ class ParameterValidationHooks:
     def after_context_created(self, context) -> None:  # noqa: ANN001 - Kedro's signature
         sections = validate_parameters(context.params)
         log.info("parameters valid: %s", ", ".join(sorted(sections)) or "none")
+
+
+class NodeTimingHooks:
+    """Record every node's wall time; log a summary and write it as JSON after the run.
+
+    The JSON (``<directory>/<UTC timestamp>.json``) lists nodes in completion order with their
+    tags and seconds, and sums per tag; every stage tags its nodes with its pipeline name (and
+    ``rl_<method>`` / ``evaluate_<model>`` per namespace), so the wall time of each stage of
+    ``sapo_full`` is read off one file. It is run metadata (like Kedro's session
+    store), not a node output: it lives outside the catalog and outside DVC's outputs.
+    """
+
+    def __init__(self, directory: str | Path = "data/08_reporting/run_timings") -> None:
+        self.directory = Path(directory)
+        self._start: dict[str, float] = {}
+        self._nodes: list[dict] = []
+        self._run_start = 0.0
+        self._project_path: Path | None = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict) -> None:
+        self._start.clear()
+        self._nodes = []
+        self._run_start = time.perf_counter()
+        self._run_params = {k: run_params.get(k) for k in
+                            ("run_id", "pipeline_names", "env", "namespaces", "runtime_params")}
+        self._project_path = Path(run_params.get("project_path") or ".")
+
+    @hook_impl
+    def before_node_run(self, node) -> None:  # noqa: ANN001 - Kedro's signature
+        self._start[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node) -> None:  # noqa: ANN001 - Kedro's signature
+        started = self._start.pop(node.name, None)
+        if started is None:
+            return
+        seconds = time.perf_counter() - started
+        self._nodes.append({"node": node.name, "tags": sorted(node.tags), "seconds": round(seconds, 3)})
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if not self._nodes:
+            return
+        summary = summarise_timings(self._nodes, time.perf_counter() - self._run_start)
+        summary["run"] = self._run_params
+        for name, seconds in summary["by_tag"].items():
+            log.info("wall time %-24s %8.1f s", name, seconds)
+        log.info("wall time %-24s %8.1f s", "total", summary["total_seconds"])
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = (self._project_path or Path(".")) / self.directory / f"{stamp}.json"
+        write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
+        log.info("node timings written to %s", target)
+
+
+def summarise_timings(nodes: list[dict], total_seconds: float) -> dict:
+    """Sum node wall times per tag (a node counts towards each of its tags), keeping the list."""
+    by_tag: dict[str, float] = {}
+    for row in nodes:
+        for tag in row["tags"] or ["untagged"]:
+            by_tag[tag] = round(by_tag.get(tag, 0.0) + row["seconds"], 3)
+    return {"total_seconds": round(total_seconds, 3), "by_tag": by_tag, "nodes": nodes}

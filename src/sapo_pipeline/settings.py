@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from sapo_pipeline.hooks import ParameterValidationHooks
+from sapo_pipeline.hooks import NodeTimingHooks, ParameterValidationHooks
 
-HOOKS = (ParameterValidationHooks(),)
+HOOKS = (ParameterValidationHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -36,11 +36,11 @@ from sapo_pipeline.decoding.buffers import (
     reorder_rollout,
 )
 from sapo_pipeline.decoding.constraint import ConstraintIndex
-from sapo_pipeline.decoding.sampler import _check_inputs, pick_tokens
+from sapo_pipeline.decoding.sampler import pick_tokens
 from sapo_pipeline.decoding.session import KVSession
 from sapo_pipeline.decoding.state_machine import SID, MachineState, StepMachine
 from sapo_pipeline.decoding.tree import open_session
-from sapo_pipeline.decoding.types import Rollout
+from sapo_pipeline.decoding.types import Rollout, check_rollout_inputs
 from sapo_pipeline.decoding.vocab import SIDVocab
 from sapo_pipeline.sid.catalog import SIDTrie
 
@@ -281,7 +281,7 @@ def beam_sample(model: Any, prompts: Sequence[Sequence[int]], targets: Any, trie
     if len(trie) < num_beams:
         raise ValueError(f"beam_sample: the catalog has {len(trie)} items, fewer than "
                          f"num_beams={num_beams}: a group would be short")
-    tgt = _check_inputs(prompts, targets, trie)
+    tgt = check_rollout_inputs(prompts, targets, trie)
     machine = _machine(trie, vocab, reasoning, max_think_tokens, min_think_tokens)
     started = time.perf_counter()
     parts = []

@@ -35,7 +35,7 @@ from sapo_pipeline.decoding.buffers import (
 from sapo_pipeline.decoding.constraint import ConstraintIndex
 from sapo_pipeline.decoding.state_machine import Constraint, MachineState, StepMachine
 from sapo_pipeline.decoding.tree import TreeSession, open_session
-from sapo_pipeline.decoding.types import Rollout
+from sapo_pipeline.decoding.types import Rollout, check_rollout_inputs
 from sapo_pipeline.decoding.vocab import SIDVocab
 from sapo_pipeline.sid.catalog import SIDTrie
 
@@ -153,23 +153,6 @@ def pick_tokens(logits: torch.Tensor, machine: StepMachine, st: MachineState, co
     return tok, logp
 
 
-def _check_inputs(prompts: Sequence[Sequence[int]], targets: Any, trie: SIDTrie
-                  ) -> torch.Tensor:
-    if not prompts:
-        raise ValueError("no prompts")
-    empty = [i for i, p in enumerate(prompts) if len(p) == 0]
-    if empty:
-        raise ValueError(f"prompt {empty[0]} is empty ({len(empty)} empty prompts)")
-    tgt = torch.as_tensor(targets, dtype=torch.long)
-    if tgt.shape != (len(prompts), trie.levels):
-        raise ValueError(f"targets: shape {tuple(tgt.shape)}, want ({len(prompts)}, "
-                         f"{trie.levels})")
-    for i, t in enumerate(tgt.tolist()):
-        if tuple(t) not in trie:
-            raise ValueError(f"targets row {i}: {tuple(t)} is not a catalog SID")
-    return tgt
-
-
 def _finalise_stats(stats: dict[str, float], started: float) -> dict[str, float]:
     rows = max(stats.get("rows", 0.0), 1.0)
     stats["seconds"] = time.perf_counter() - started
@@ -192,7 +175,7 @@ def sample_groups(model: Any, prompts: Sequence[Sequence[int]], targets: Any, tr
     """
     cfg = replace(config or SamplerConfig(), **overrides) if overrides else (config
                                                                             or SamplerConfig())
-    tgt = _check_inputs(prompts, targets, trie)
+    tgt = check_rollout_inputs(prompts, targets, trie)
     machine = StepMachine(ConstraintIndex.get(trie, vocab), vocab, reasoning=cfg.reasoning,
                           max_think_tokens=cfg.max_think_tokens,
                           min_think_tokens=cfg.min_think_tokens)

@@ -17,9 +17,13 @@ Conventions (METHOD.md §3):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+
+from sapo_pipeline.sid.catalog import SIDTrie
 
 
 @dataclass
@@ -57,3 +61,22 @@ class Rollout:
             raise ValueError("Rollout: step id beyond the SID length")
         if self.target_codes.shape != self.sid_codes.shape or self.group_index.shape != (n,):
             raise ValueError("Rollout: sid_codes/target_codes/group_index shapes disagree")
+
+
+def check_rollout_inputs(prompts: Sequence[Sequence[int]], targets: Any, trie: SIDTrie
+                         ) -> torch.Tensor:
+    """Validate a rollout request (non-empty prompts, one catalog SID per prompt); the targets
+    as a ``[len(prompts), K]`` long tensor."""
+    if not prompts:
+        raise ValueError("no prompts")
+    empty = [i for i, p in enumerate(prompts) if len(p) == 0]
+    if empty:
+        raise ValueError(f"prompt {empty[0]} is empty ({len(empty)} empty prompts)")
+    tgt = torch.as_tensor(targets, dtype=torch.long)
+    if tgt.shape != (len(prompts), trie.levels):
+        raise ValueError(f"targets: shape {tuple(tgt.shape)}, want ({len(prompts)}, "
+                         f"{trie.levels})")
+    for i, t in enumerate(tgt.tolist()):
+        if tuple(t) not in trie:
+            raise ValueError(f"targets row {i}: {tuple(t)} is not a catalog SID")
+    return tgt

@@ -128,9 +128,24 @@ class ReportConfig:
         default="auto",
         metadata={"help": f"One of {PUBLISHED_CHOICES}: which METHOD.md §5 table to add (context "
                           "only, a separate table); auto: from the data set name."})
+    cost_reference: str = field(
+        default="grpo",
+        metadata={"help": "RL method the training cost per step is compared against (its "
+                          "overhead ratios are 1); must be one of the evaluated RL methods."})
+    cost_skip_steps: int = field(
+        default=1,
+        metadata={"help": "RL steps left out of the cost medians at the start (warm-up)."})
+    cost_goal: float = field(
+        default=0.05,
+        metadata={"help": "Acceptable relative overhead per response token against "
+                          "cost_reference (0.05: 5%)."})
 
     def __post_init__(self) -> None:
         o = "evaluate.report"
+        if self.cost_skip_steps < 0:
+            raise ValueError(f"{o}.cost_skip_steps={self.cost_skip_steps}: must be >= 0")
+        if not 0 <= self.cost_goal < 10:
+            raise ValueError(f"{o}.cost_goal={self.cost_goal}: must be in [0, 10)")
         if not str(self.dataset).strip():
             raise ValueError(f"{o}.dataset: must be a non-empty name")
         self.notes = tuple(str(n) for n in self.notes)

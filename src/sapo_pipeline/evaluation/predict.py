@@ -33,7 +33,9 @@ class ModelSpec:
     ``name``: the run / namespace (``sid_only``, ``sapo``, ``sapo_seed1``); ``model_input``: the
     catalog entry of its checkpoint; ``reasoning``: step-wise reasoning decoding (else plain SID
     decoding); ``prompt_task``: the prompt template (``seq_sid`` / ``reasoning``); ``method``: the
-    report row it belongs to (several runs -- seeds -- of one method share it; default ``name``).
+    report row it belongs to (several runs -- seeds -- of one method share it; default ``name``);
+    ``training_log``: the catalog entry of its RL diagnostics log, when it has one (the RL
+    training-cost summary compares these).
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelSpec:
     reasoning: bool
     prompt_task: str
     method: str | None = None
+    training_log: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

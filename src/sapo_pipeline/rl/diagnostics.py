@@ -16,7 +16,9 @@ Columns of a row (steps k = 1..K are the SID levels, 1-based in the names):
   ``neg_logp`` -- mean -log pi_theta of the sampled tokens (averaged over the update passes).
 * ``loss``, ``grad_norm`` (mean over the step's optimizer steps, before clipping), ``lr``.
 * ``response_tokens``, ``loss_token_share`` (sampled / response tokens), ``tokens_per_s``
-  (response tokens / step seconds), ``rollout_s``, ``update_s``, ``step_s``.
+  (response tokens / step seconds), ``rollout_s``, ``update_s`` (everything after the rollout,
+  including ``advantage_s``: rewards and advantages, the part where the methods differ),
+  ``step_s`` = rollout + update.
 * ``eval_reward_step{k}`` on evaluation steps (empty otherwise); ``rollout_*`` -- the
   sampler's own stats (main process).
 """

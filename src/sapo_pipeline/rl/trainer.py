@@ -236,6 +236,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         t1 = time.perf_counter()
         mask = rollout.sampled_mask
         adv = compute_advantages(cfg, rollout, mask)
+        t_adv = time.perf_counter() - t1  # rewards + advantages: where the methods differ
         stats = StepAccumulator(levels, device)
         stats.add_rollout(step_rewards(rollout.sid_codes, rollout.target_codes), adv.reward,
                           adv.step, adv.zero_var, adv.present, rollout.response_mask, mask)
@@ -290,7 +291,8 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         row = {"step": state.step, "optimizer_steps": state.optimizer_steps,
                "lr": optimizer.param_groups[0]["lr"], **stats.finish(reduce_sum, world)}
         state.tokens_generated += row["response_tokens"]
-        row.update(rollout_s=t_rollout, update_s=t_update, step_s=t_rollout + t_update,
+        row.update(rollout_s=t_rollout, advantage_s=t_adv, update_s=t_update,
+                   step_s=t_rollout + t_update,
                    tokens_per_s=row["response_tokens"] / max(t_rollout + t_update, 1e-9))
         row.update({f"rollout_{k}": float(v) for k, v in sorted(rollout.stats.items())
                     if isinstance(v, (int, float))})

@@ -18,6 +18,8 @@ from sapo_pipeline.evaluation.metrics import compute_metrics
 from sapo_pipeline.evaluation.predict import ModelSpec, predict_rows
 from sapo_pipeline.evaluation.predictions import select_rows
 from sapo_pipeline.evaluation.report import Run, build_report, plot_report, render_markdown
+from sapo_pipeline.rl.cost import render_cost_markdown, summarise_costs
+from sapo_pipeline.rl.diagnostics import csv_to_log
 
 log = logging.getLogger(__name__)
 
@@ -95,3 +97,25 @@ def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[.
 
     comparison_report.__name__ = comparison_report.__qualname__ = "comparison_report"
     return comparison_report
+
+
+def make_rl_cost_report(specs: Sequence[ModelSpec]) -> Callable[..., tuple[dict, str]]:
+    """Node function: the RL models' diagnostics logs (in ``specs`` order) -> cost JSON + table."""
+    specs = list(specs)
+
+    def rl_cost_report(params: dict[str, Any], *logs: str) -> tuple[dict[str, Any], str]:
+        r = _cfg(params).report
+        by_method = {spec.name: csv_to_log(text) for spec, text in zip(specs, logs, strict=True)}
+        reference = r.cost_reference if r.cost_reference in by_method else specs[0].name
+        if reference != r.cost_reference:
+            log.warning("cost reference %r not evaluated; comparing against %r",
+                        r.cost_reference, reference)
+        summary = summarise_costs(by_method, reference, r.cost_skip_steps, r.cost_goal)
+        for name, c in summary["methods"].items():
+            log.info("rl cost %s: median step %.2f s, token ratio vs %s %s", name,
+                     c["median_step_s"] or float("nan"), reference,
+                     "-" if c["token_ratio"] is None else f"{c['token_ratio']:.3f}")
+        return summary, render_cost_markdown(summary)
+
+    rl_cost_report.__name__ = rl_cost_report.__qualname__ = "rl_cost_report"
+    return rl_cost_report

@@ -24,9 +24,12 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
     "sid_only": ModelSpec("sid_only", "align_model", reasoning=False, prompt_task="seq_sid"),
     "sft_reasoning": ModelSpec("sft_reasoning", "reason_model", reasoning=True,
                                prompt_task="reasoning"),
-    "grpo": ModelSpec("grpo", "grpo.rl_model", reasoning=True, prompt_task="reasoning"),
-    "sapo": ModelSpec("sapo", "sapo.rl_model", reasoning=True, prompt_task="reasoning"),
-    "rere": ModelSpec("rere", "rere.rl_model", reasoning=True, prompt_task="reasoning"),
+    "grpo": ModelSpec("grpo", "grpo.rl_model", reasoning=True, prompt_task="reasoning",
+                     training_log="grpo.rl_log"),
+    "sapo": ModelSpec("sapo", "sapo.rl_model", reasoning=True, prompt_task="reasoning",
+                     training_log="sapo.rl_log"),
+    "rere": ModelSpec("rere", "rere.rl_model", reasoning=True, prompt_task="reasoning",
+                     training_log="rere.rl_log"),
 }
 _SHARED = ("samples", "sid_table", "items")
 _PARAMS = {"params:evaluate", "params:teacher_corpus"}
@@ -81,4 +84,9 @@ def create_pipeline(models: Sequence[str | ModelSpec] = tuple(DEFAULT_MODELS),
             [f"evaluation_{split}_report", f"evaluation_{split}_table",
              f"evaluation_{split}_figure"],
             name=f"comparison_report_{split}", tags=["evaluate"]))
+    trained = [s for s in specs if s.training_log]
+    if trained:
+        reports.append(Node(
+            nodes.make_rl_cost_report(trained), ["params:evaluate", *(s.training_log for s in trained)],
+            ["rl_cost_report", "rl_cost_table"], name="rl_cost_report", tags=["evaluate"]))
     return pipe + Pipeline(reports)

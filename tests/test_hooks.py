@@ -1,0 +1,34 @@
+"""Project hooks: the node-timing summary."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from sapo_pipeline.hooks import NodeTimingHooks, summarise_timings
+
+
+def test_summarise_timings_sums_per_tag():
+    nodes = [{"node": "a", "tags": ["align"], "seconds": 2.0},
+             {"node": "sapo.train", "tags": ["rl", "rl_sapo"], "seconds": 3.0},
+             {"node": "grpo.train", "tags": ["rl", "rl_grpo"], "seconds": 1.5},
+             {"node": "x", "tags": [], "seconds": 0.5}]
+    s = summarise_timings(nodes, 7.25)
+    assert s["by_tag"] == {"align": 2.0, "rl": 4.5, "rl_sapo": 3.0, "rl_grpo": 1.5, "untagged": 0.5}
+    assert s["total_seconds"] == 7.25 and s["nodes"] == nodes
+
+
+def test_hook_writes_one_json_per_run(tmp_path):
+    import json
+
+    hooks = NodeTimingHooks(directory="timings")
+    hooks.before_pipeline_run({"project_path": tmp_path, "pipeline_names": ["align"], "env": None})
+    node = SimpleNamespace(name="train_align_model", tags={"align"})
+    hooks.before_node_run(node)
+    hooks.after_node_run(node)
+    hooks.after_pipeline_run()
+    files = list((tmp_path / "timings").glob("*.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    assert data["run"]["pipeline_names"] == ["align"]
+    assert [n["node"] for n in data["nodes"]] == ["train_align_model"]
+    assert data["by_tag"]["align"] == pytest.approx(data["nodes"][0]["seconds"])
