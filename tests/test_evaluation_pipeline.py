@@ -40,7 +40,7 @@ def test_default_pipeline_has_a_namespace_per_model_and_a_report_per_split():
                              "params:evaluate", "params:teacher_corpus"}
     assert {"evaluation_test_report", "evaluation_valid_table", "evaluation_test_figure",
             "sapo.predictions_test", "sid_only.metrics_valid", "rl_cost_report",
-            "rl_cost_table"} <= pipe.all_outputs()
+            "rl_cost_table", "rl_cost_figure"} <= pipe.all_outputs()
 
 
 def test_models_are_chosen_by_the_caller():

@@ -95,6 +95,7 @@ def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path)
     assert cost["methods"]["grpo"]["token_ratio"] == 1.0
     assert all(c["median_step_s"] > 0 and c["median_advantage_s"] >= 0
                for c in cost["methods"].values())
+    assert (full_run / "08_reporting" / "rl_cost.png").read_bytes()[:4] == b"\x89PNG"
     timings = json.loads(next((full_run / "08_reporting" / "run_timings").glob("*.json")).read_text())
     assert {"ingest", "sid_catalog", "teacher_corpus", "align", "reason", "rl", "rl_sapo",
             "evaluate"} <= set(timings["by_tag"])

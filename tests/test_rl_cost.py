@@ -2,7 +2,7 @@
 
 import pytest
 
-from sapo_pipeline.rl.cost import method_costs, render_cost_markdown, summarise_costs
+from sapo_pipeline.rl.cost import method_costs, plot_costs, render_cost_markdown, summarise_costs
 from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv
 
 
@@ -64,3 +64,11 @@ def test_markdown_has_one_row_per_method():
     rows = [line for line in md.splitlines() if line.startswith("| ") and "method" not in line]
     assert [r.split("|")[1].strip() for r in rows] == ["grpo", "sapo", "rere"]
     assert "| 1.650 |" in md                                # sapo's token ratio
+
+
+def test_plot_costs_draws_one_bar_stack_and_curve_per_method():
+    logs = {"grpo": GRPO, "sapo": SAPO}
+    fig = plot_costs(logs, summarise_costs(logs))
+    left, right = fig.axes
+    assert len(right.lines) == 2
+    assert len(left.patches) == 2 * 3  # methods x (rollout, advantages, rest of update)

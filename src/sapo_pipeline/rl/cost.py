@@ -124,3 +124,45 @@ def render_cost_markdown(summary: Mapping[str, Any]) -> str:
     lines += ["", "The machine may be shared: the methods run one after the other, so their "
               "timings are not paired in load; compare ratios, not absolute seconds.", ""]
     return "\n".join(lines)
+
+
+def plot_costs(logs: Mapping[str, Sequence[Mapping[str, Any]]], summary: Mapping[str, Any]) -> Any:
+    """A matplotlib Figure (Agg, no pyplot): per method, the median step split into rollout,
+    rewards+advantages and the rest of the update (left), and step seconds per RL step (right)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 3.8))
+    left, right = fig.subplots(1, 2)
+    names = list(summary["methods"])
+    parts = [("rollout", "median_rollout_s"), ("rewards+advantages", "median_advantage_s"),
+             ("update (rest)", None)]
+    bottom = [0.0] * len(names)
+    for label, key in parts:
+        vals = []
+        for name in names:
+            c = summary["methods"][name]
+            if key is None:
+                v = (c["median_update_s"] or 0.0) - (c["median_advantage_s"] or 0.0)
+            else:
+                v = c[key] or 0.0
+            vals.append(max(v, 0.0))
+        left.bar(names, vals, bottom=bottom, label=label)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    left.set_ylabel("median seconds per RL step")
+    left.set_title(f"RL step time (ratio vs {summary['reference']} per response token)",
+                   fontsize=9)
+    for i, name in enumerate(names):
+        ratio = summary["methods"][name]["token_ratio"]
+        if ratio is not None:
+            left.annotate(f"{ratio:.2f}x", (i, bottom[i]), ha="center", va="bottom", fontsize=8)
+    left.legend(fontsize=7)
+    for name in names:
+        rows = [r for r in logs[name] if r.get("step_s") is not None]
+        right.plot([int(r["step"]) for r in rows], [float(r["step_s"]) for r in rows],
+                   marker=".", label=name)
+    right.set_xlabel("RL step")
+    right.set_ylabel("step seconds")
+    right.set_title("seconds per RL step", fontsize=9)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

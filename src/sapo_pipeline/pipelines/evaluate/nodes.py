@@ -18,7 +18,7 @@ from sapo_pipeline.evaluation.metrics import compute_metrics
 from sapo_pipeline.evaluation.predict import ModelSpec, predict_rows
 from sapo_pipeline.evaluation.predictions import select_rows
 from sapo_pipeline.evaluation.report import Run, build_report, plot_report, render_markdown
-from sapo_pipeline.rl.cost import render_cost_markdown, summarise_costs
+from sapo_pipeline.rl.cost import plot_costs, render_cost_markdown, summarise_costs
 from sapo_pipeline.rl.diagnostics import csv_to_log
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,12 @@ def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[.
     return comparison_report
 
 
-def make_rl_cost_report(specs: Sequence[ModelSpec]) -> Callable[..., tuple[dict, str]]:
-    """Node function: the RL models' diagnostics logs (in ``specs`` order) -> cost JSON + table."""
+def make_rl_cost_report(specs: Sequence[ModelSpec]) -> Callable[..., tuple[dict, str, Any]]:
+    """Node function: the RL models' diagnostics logs (in ``specs`` order) -> cost JSON, markdown
+    table and figure."""
     specs = list(specs)
 
-    def rl_cost_report(params: dict[str, Any], *logs: str) -> tuple[dict[str, Any], str]:
+    def rl_cost_report(params: dict[str, Any], *logs: str) -> tuple[dict[str, Any], str, Any]:
         r = _cfg(params).report
         by_method = {spec.name: csv_to_log(text) for spec, text in zip(specs, logs, strict=True)}
         reference = r.cost_reference if r.cost_reference in by_method else specs[0].name
@@ -115,7 +116,7 @@ def make_rl_cost_report(specs: Sequence[ModelSpec]) -> Callable[..., tuple[dict,
             log.info("rl cost %s: median step %.2f s, token ratio vs %s %s", name,
                      c["median_step_s"] or float("nan"), reference,
                      "-" if c["token_ratio"] is None else f"{c['token_ratio']:.3f}")
-        return summary, render_cost_markdown(summary)
+        return summary, render_cost_markdown(summary), plot_costs(by_method, summary)
 
     rl_cost_report.__name__ = rl_cost_report.__qualname__ = "rl_cost_report"
     return rl_cost_report

@@ -88,5 +88,6 @@ def create_pipeline(models: Sequence[str | ModelSpec] = tuple(DEFAULT_MODELS),
     if trained:
         reports.append(Node(
             nodes.make_rl_cost_report(trained), ["params:evaluate", *(s.training_log for s in trained)],
-            ["rl_cost_report", "rl_cost_table"], name="rl_cost_report", tags=["evaluate"]))
+            ["rl_cost_report", "rl_cost_table", "rl_cost_figure"], name="rl_cost_report",
+            tags=["evaluate"]))
     return pipe + Pipeline(reports)
