@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python bench/ingest/run.py
 	$(BIN)/python bench/sft/run.py
 	$(BIN)/python bench/decoding/run.py
+	$(BIN)/python bench/rl/run.py
 
 clean-data:
 	find data -mindepth 2 ! -name .gitkeep -delete

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import platform
-import random
 import statistics
 import sys
 import time
@@ -42,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # bench/world.py: the synthetic catalog and prompts
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KEDRO_DISABLE_TELEMETRY": "1",
                "TOKENIZERS_PARALLELISM": "false", "DVC_NO_ANALYTICS": "1"}.items():
     os.environ.setdefault(_k, _v)
@@ -49,45 +49,17 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KEDRO_DISABL
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from hf_side import hf_beam, hf_sample, plain_prefix_fn, reasoning_prefix_fn  # noqa: E402
+from world import CODEBOOK, LEVELS, make_world  # noqa: E402
 
 from sapo_pipeline.decoding import (  # noqa: E402
-    SIDVocab,
     beam_search,
     greedy_decode,
     sample_groups,
 )
 from sapo_pipeline.model.backbone import BackboneConfig, build_model  # noqa: E402
-from sapo_pipeline.model.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
-from sapo_pipeline.sid.catalog import SIDTrie, format_sid, sid_tokens  # noqa: E402
 
-LEVELS, CODEBOOK = 3, 256
 GOALS = {"beam": 5.0, "sample": 3.0}
 log = logging.getLogger("bench.decoding")
-
-
-def make_world(n_items: int, n_prompts: int, seed: int) -> dict[str, Any]:
-    rng = random.Random(seed)
-    codes: set[tuple[int, ...]] = set()
-    while len(codes) < n_items:  # skewed first level, as residual quantisation gives
-        a = min(int(rng.expovariate(1 / 40)), CODEBOOK - 1)
-        codes.add((a, rng.randrange(CODEBOOK), rng.randrange(CODEBOOK)))
-    sids = sorted(codes)
-    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-             for _ in range(3000)]
-    titles = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in sids]
-    corpus, prompts_text = [], []
-    for i in range(max(600, n_prompts)):
-        hist = [rng.randrange(len(sids)) for _ in range(rng.randint(3, 10))]
-        text = "The user bought: " + ", ".join(format_sid(sids[h]) for h in hist) + "\nNext item:"
-        corpus.append(text + " " + "; ".join(titles[h] for h in hist))
-        if i < n_prompts:
-            prompts_text.append(text + " ")
-    tok = train_tokenizer(corpus, TokenizerConfig(vocab_size=8000),
-                          sid_tokens(LEVELS, CODEBOOK))
-    prompts = [tok.encode(p, add_special_tokens=False) for p in prompts_text]
-    trie = SIDTrie(range(len(sids)), sids)
-    return {"tokenizer": tok, "trie": trie, "prompts": prompts,
-            "vocab": SIDVocab.from_tokenizer(tok, table=trie)}
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:

@@ -120,7 +120,7 @@ def render_cost_markdown(summary: Mapping[str, Any]) -> str:
             f"| {_fmt(c['median_step_s'], '.2f')} | {_fmt(c['median_response_tokens'], '.0f')} "
             f"| {_fmt(c['median_ms_per_token'], '.2f')} | {_fmt(c['step_ratio'], '.3f')} "
             f"| {_fmt(c['paired_step_ratio'], '.3f')} | {_fmt(c['token_ratio'], '.3f')} "
-            f"| {_fmt(c['advantage_share'], '+.2%')} |")
+            f"| {_fmt(c['advantage_share'], '+.4%')} |")
     lines += ["", "The machine may be shared: the methods run one after the other, so their "
               "timings are not paired in load; compare ratios, not absolute seconds.", ""]
     return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""The benchmarks run (tiny settings) and write their JSON: figures, ratios and goals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kedro_helpers import REPO
+
+
+def _run(script: str, out: Path, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_rl_bench_reports_sapo_against_grpo(tmp_path: Path):
+    res = _run("rl/run.py", tmp_path / "rl.json", "--methods", "grpo", "sapo", "--repeats", "1",
+               "--steps", "2", "--preset", "tiny", "--prompts", "8", "--items", "300")
+    assert res["setup"]["timed_steps_per_method"] == {"grpo": 1, "sapo": 1}
+    assert res["costs"]["grpo"]["token_ratio"] == 1.0
+    sapo = res["sapo_vs_grpo"]
+    assert sapo["token_ratio"] > 0 and sapo["step_ratio"] > 0
+    assert isinstance(res["goal_met"], bool)
+
+
+@pytest.mark.slow
+def test_decoding_bench_quick_mode_agrees_with_generate(tmp_path: Path):
+    res = _run("decoding/run.py", tmp_path / "decoding.json", "--prompts", "4", "--repeats", "1",
+               "--items", "300", "--skip-reasoning", "--preset", "tiny")
+    assert res["beam"]["ratio"] > 0 and res["sample"]["ratio"] > 0
+    assert res["beam"]["top_b_sets_agree"] == "4/4"
