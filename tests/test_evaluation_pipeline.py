@@ -80,7 +80,15 @@ def test_parameters_validate_in_base_and_smoke():
     smoke = _yaml("parameters_evaluate.yml", "smoke")["evaluate"]
     merged = {k: ({**base[k], **smoke[k]} if isinstance(base[k], dict) and k in smoke else
                   smoke.get(k, base[k])) for k in base}
-    assert from_dict(EvaluateConfig, merged, "evaluate").max_samples == 16
+    smoke_cfg = from_dict(EvaluateConfig, merged, "evaluate")
+    assert smoke_cfg.rows_for("valid") == smoke_cfg.rows_for("test") == 16
+    assert cfg.rows_for("test") == 300 and cfg.rows_for("valid") == 100
+    none = from_dict(EvaluateConfig, {**base, "max_samples": None}, "evaluate")
+    assert none.rows_for("test") is None and none.rows_for("valid") == 100
+    for bad, msg in (({"dev": 5}, "unknown split 'dev'"), ({"valid": 0}, "must be > 0"),
+                     ({"valid": "x"}, "must be > 0")):
+        with pytest.raises(ConfigError, match=msg):
+            from_dict(EvaluateConfig, {**base, "max_samples_per_split": bad}, "evaluate")
     with pytest.raises(ConfigError, match="evaluate.report.paired_metrics"):
         from_dict(EvaluateConfig, {**base, "metrics": {"ks": [1, 5]}}, "evaluate")
     with pytest.raises(ConfigError, match="unknown parameter"):

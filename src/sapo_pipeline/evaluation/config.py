@@ -20,7 +20,8 @@ def _positive(owner: str, name: str, value: float | None, allow_none: bool = Fal
               allow_zero: bool = False) -> None:
     if value is None and allow_none:
         return
-    if value is None or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+    if (value is None or isinstance(value, bool) or not isinstance(value, (int, float))
+            or value < 0 or (value == 0 and not allow_zero)):
         raise ValueError(f"{owner}.{name}={value!r}: must be {'>= 0' if allow_zero else '> 0'}")
 
 
@@ -168,6 +169,11 @@ class EvaluateConfig:
         default=None,
         metadata={"help": "Evaluate a seeded subset of at most this many rows per split (the same "
                           "rows for every model; the report states it). null: every row."})
+    max_samples_per_split: dict[str, int | None] = field(
+        default_factory=dict,
+        metadata={"help": "Tighter caps for some splits, on top of max_samples (the smaller "
+                          "wins), e.g. {valid: 100}: valid only serves model selection, test is "
+                          "the reported split."})
     seed: int = field(default=0, metadata={"help": "Seeds the row subset (max_samples)."})
     decoding: DecodingConfig = field(default_factory=DecodingConfig,
                                      metadata={"help": "Beam search settings."})
@@ -178,8 +184,20 @@ class EvaluateConfig:
     report: ReportConfig = field(default_factory=ReportConfig,
                                  metadata={"help": "Comparison report settings."})
 
+    def rows_for(self, split: str) -> int | None:
+        """The row cap of ``split``: the smaller of ``max_samples`` and its own cap (None: none)."""
+        caps = [c for c in (self.max_samples, self.max_samples_per_split.get(split))
+                if c is not None]
+        return min(caps) if caps else None
+
     def __post_init__(self) -> None:
         _positive("evaluate", "max_samples", self.max_samples, allow_none=True)
+        self.max_samples_per_split = dict(self.max_samples_per_split or {})
+        for split, n in self.max_samples_per_split.items():
+            if split not in ("train", "valid", "test"):
+                raise ValueError(f"evaluate.max_samples_per_split: unknown split {split!r} "
+                                 f"(train / valid / test)")
+            _positive("evaluate.max_samples_per_split", split, n, allow_none=True)
         _positive("evaluate", "seed", self.seed, allow_zero=True)
         missing = [m for m in self.report.paired_metrics
                    if int(m.partition("@")[2]) not in self.metrics.ks]

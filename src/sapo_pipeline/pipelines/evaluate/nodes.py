@@ -29,7 +29,7 @@ def _cfg(params: dict[str, Any]) -> EvaluateConfig:
 
 
 def _rows(samples: pl.DataFrame, split: str, cfg: EvaluateConfig) -> pl.DataFrame:
-    return select_rows(samples, split, cfg.max_samples, cfg.seed)
+    return select_rows(samples, split, cfg.rows_for(split), cfg.seed)
 
 
 def make_predict(spec: ModelSpec, split: str) -> Callable[..., tuple[pl.DataFrame, dict]]:
