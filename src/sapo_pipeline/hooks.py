@@ -40,6 +40,7 @@ class NodeTimingHooks:
         self._start: dict[str, float] = {}
         self._nodes: list[dict] = []
         self._run_start = 0.0
+        self._run_params: dict = {}
         self._project_path: Path | None = None
 
     @hook_impl
