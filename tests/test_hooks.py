@@ -32,3 +32,14 @@ def test_hook_writes_one_json_per_run(tmp_path):
     assert data["run"]["pipeline_names"] == ["align"]
     assert [n["node"] for n in data["nodes"]] == ["train_align_model"]
     assert data["by_tag"]["align"] == pytest.approx(data["nodes"][0]["seconds"])
+
+
+def test_runs_ending_in_the_same_second_keep_separate_files(tmp_path):
+    for run_id in ("2026-11-22T01.00.00.001Z", "2026-11-22T01.00.00.002Z"):
+        hooks = NodeTimingHooks(directory="t")
+        hooks.before_pipeline_run({"project_path": tmp_path, "run_id": run_id})
+        node = SimpleNamespace(name="n", tags=set())
+        hooks.before_node_run(node)
+        hooks.after_node_run(node)
+        hooks.after_pipeline_run()
+    assert len(list((tmp_path / "t").glob("*.json"))) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ class ParameterValidationHooks:
 class NodeTimingHooks:
     """Record every node's wall time; log a summary and write it as JSON after the run.
 
-    The JSON (``<directory>/<UTC timestamp>.json``) lists nodes in completion order with their
+    The JSON (``<directory>/<UTC timestamp>-<run id>.json``) lists nodes in completion order with their
     tags and seconds, and sums per tag; every stage tags its nodes with its pipeline name (and
     ``rl_<method>`` / ``evaluate_<model>`` per namespace), so the wall time of each stage of
     ``sapo_full`` is read off one file. It is run metadata (like Kedro's session
@@ -73,8 +74,10 @@ class NodeTimingHooks:
         for name, seconds in summary["by_tag"].items():
             log.info("wall time %-24s %8.1f s", name, seconds)
         log.info("wall time %-24s %8.1f s", "total", summary["total_seconds"])
+        # a second-resolution stamp sorts; Kedro's run id keeps runs in the same second apart
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = (self._project_path or Path(".")) / self.directory / f"{stamp}.json"
+        run_id = re.sub(r"[^A-Za-z0-9_.-]", "_", str(self._run_params.get("run_id") or "run"))
+        target = (self._project_path or Path(".")) / self.directory / f"{stamp}-{run_id}.json"
         write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
         log.info("node timings written to %s", target)
 

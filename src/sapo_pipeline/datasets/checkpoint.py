@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 from kedro.io import AbstractDataset, DatasetError
 from transformers import AutoModelForCausalLM
 
-from sapo_pipeline.datasets.tables import write_directory_atomically
+from sapo_pipeline.io_utils import write_directory_atomically
 from sapo_pipeline.model.backbone import Checkpoint
 from sapo_pipeline.model.tokenizer import load_tokenizer
 

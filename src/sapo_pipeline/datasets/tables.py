@@ -19,9 +19,6 @@ import polars as pl
 from kedro.io.core import AbstractDataset, DatasetError
 
 from sapo_pipeline.io_utils import atomic_path
-from sapo_pipeline.io_utils import (  # re-exported: datasets.checkpoint imports it from here
-    write_directory_atomically as write_directory_atomically,
-)
 
 log = logging.getLogger(__name__)
 

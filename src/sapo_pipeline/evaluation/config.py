@@ -132,7 +132,8 @@ class ReportConfig:
     cost_reference: str = field(
         default="grpo",
         metadata={"help": "RL method the training cost per step is compared against (its "
-                          "overhead ratios are 1); must be one of the evaluated RL methods."})
+                          "overhead ratios are 1); when it is not among the evaluated RL methods "
+                          "the first of them is used, with a warning."})
     cost_skip_steps: int = field(
         default=1,
         metadata={"help": "RL steps left out of the cost medians at the start (warm-up)."})
