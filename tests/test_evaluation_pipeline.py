@@ -33,11 +33,17 @@ def test_default_pipeline_has_a_namespace_per_model_and_a_report_per_split():
     for model in ("sid_only", "sft_reasoning", "grpo", "sapo", "rere"):
         for split in ("valid", "test"):
             assert {f"{model}.predict_{split}", f"{model}.compute_metrics_{split}"} <= names
+    for baseline in ("popularity", "sasrec"):  # predictions made by the baselines pipeline
+        for split in ("valid", "test"):
+            assert f"{baseline}.compute_metrics_{split}" in names
+            assert f"{baseline}.predict_{split}" not in names
     assert {"comparison_report_valid", "comparison_report_test", "rl_cost_report"} <= names
     assert pipe.inputs() == {"align_model", "reason_model", "grpo.rl_model", "sapo.rl_model",
                              "rere.rl_model", "samples", "sid_table", "items",
                              "grpo.rl_log", "sapo.rl_log", "rere.rl_log",
-                             "params:evaluate", "params:teacher_corpus"}
+                             "params:evaluate", "params:teacher_corpus",
+                             *(f"{b}.baseline_predictions_{s}" for b in ("popularity", "sasrec")
+                               for s in ("valid", "test"))}
     assert {"evaluation_test_report", "evaluation_valid_table", "evaluation_test_figure",
             "sapo.predictions_test", "sid_only.metrics_valid", "rl_cost_report",
             "rl_cost_table", "rl_cost_figure"} <= pipe.all_outputs()
@@ -68,6 +74,9 @@ def test_catalog_factories_resolve_namespaced_outputs():
     assert str(catalog["sid_only.metrics_valid"].path).endswith("evaluate/sid_only/metrics_valid.json")
     assert type(catalog["evaluation_test_table"]).__name__ == "TextDataset"
     assert type(catalog["evaluation_valid_figure"]).__name__ == "MatplotlibPNGDataset"
+    assert str(catalog["sasrec.baseline_predictions_test"].path).endswith(
+        "07_model_output/baselines/sasrec/predictions_test.parquet")
+    assert type(catalog["sasrec.baseline_model"]).__name__ == "SafetensorsDataset"
 
 
 def test_parameters_validate_in_base_and_smoke():
@@ -142,11 +151,12 @@ def evaluated(tmp_path, monkeypatch):
                           "title": [f"Item number {i}" for i in range(n_items)]})
     samples = pl.DataFrame({
         "sample_id": list(range(n)),
+        "user_id": [f"u{i}" for i in range(n)],
         "history": [rng.integers(0, n_items, 3).tolist() for _ in range(n)],
         "target": rng.integers(0, n_items, n).tolist(),
         "split": ["train"] * 50 + ["valid"] * 20 + ["test"] * 20,
-    }, schema={"sample_id": pl.Int64, "history": pl.List(pl.Int64), "target": pl.Int64,
-               "split": pl.Utf8})
+    }, schema={"sample_id": pl.Int64, "user_id": pl.Utf8, "history": pl.List(pl.Int64),
+               "target": pl.Int64, "split": pl.Utf8})
     config = {name: {**cfg, "filepath": str(tmp_path / cfg["filepath"])}
               for name, cfg in base_catalog_config().items()}
     catalog = DataCatalog.from_config(config)
@@ -157,10 +167,14 @@ def evaluated(tmp_path, monkeypatch):
                    "reason_model": SimpleNamespace(model=FakeModel(1), tokenizer=FakeTokenizer())}
     for name, value in {"samples": samples, "sid_table": sid_table, "items": items,
                         "params:evaluate": params,
+                        "params:popularity.baseline": {"kind": "popularity"},
                         "params:teacher_corpus": _yaml("parameters_teacher_corpus.yml")["teacher_corpus"],
                         **checkpoints}.items():
         catalog[name] = MemoryDataset(value, copy_mode="assign")  # keep the fakes' call logs
-    pipe = create_pipeline(models=["sid_only", "sft_reasoning"])
+    from sapo_pipeline.pipelines import baselines
+
+    pipe = baselines.create_pipeline(baselines=["popularity"]) + create_pipeline(
+        models=["sid_only", "sft_reasoning", "popularity"])
     SequentialRunner().run(pipe, catalog)
     return SimpleNamespace(root=tmp_path / "data", samples=samples, sid_table=sid_table,
                            params=params, **checkpoints)
@@ -184,17 +198,28 @@ def test_run_writes_predictions_metrics_and_reports(evaluated):
     # decoding layout and prompt template per model
     assert [c["reasoning"] for c in evaluated.align_model.model.calls] == [False, False]
     assert [c["reasoning"] for c in evaluated.reason_model.model.calls] == [True, True]
-    assert all(t.endswith("Next item: ") for t in evaluated.align_model.tokenizer.seen)
+    # sid_only is decoded as it was trained (sid_sequence: the next SID continues the history)
+    assert all(t.startswith("The user bought: <a_") and t.endswith(">, ")
+               for t in evaluated.align_model.tokenizer.seen)
     assert all("Think step by step" in t for t in evaluated.reason_model.tokenizer.seen)
 
     for split, role in (("valid", "model selection"), ("test", "final numbers")):
         report = json.loads((out / f"08_reporting/evaluation_{split}.json").read_text())
         assert report["split"] == split and report["split_role"] == role
-        assert [m["method"] for m in report["methods"]] == ["sid_only", "sft_reasoning"]
+        assert [m["method"] for m in report["methods"]] == ["sid_only", "sft_reasoning",
+                                                            "popularity"]
+        assert [m["baseline"] for m in report["methods"]] == [False, False, True]
         assert report["n_rows"] == 12 and report["rows_in_split"] == 20
-        assert {t["other"] for t in report["paired_tests"]} == {"sid_only"}
+        assert {t["other"] for t in report["paired_tests"]} == {"sid_only", "popularity"}
         md = (out / f"08_reporting/evaluation_{split}.md").read_text()
         assert f"{split} split" in md and "seeded subset of the 20 rows" in md
+        assert "| popularity (baseline) |" in md
+        # the baseline was scored on the same rows, with the same K
+        pop = pl.read_parquet(out / f"07_model_output/baselines/popularity/predictions_{split}"
+                                    ".parquet")
+        assert sorted(pop["sample_id"].unique().to_list()) == \
+            select_rows(evaluated.samples, split, 12, 0)["sample_id"].to_list()
+        assert pop.group_by("sample_id").len()["len"].to_list() == [5] * 12
         assert (out / f"08_reporting/evaluation_{split}.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -155,3 +155,28 @@ def test_report_is_deterministic_and_plot_is_a_png(runs):
     fig.savefig(buf, format="png")
     assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(fig.axes) == 2 and len(fig.axes[0].patches) == len(METHODS)
+
+
+def test_start_pairs_add_tests_of_each_rl_method_against_its_stage2_start(runs):
+    rl = "grpo"
+    pairs = [(rl, "sft_reasoning"), ("sapo", "sft_reasoning"), ("nope", "sft_reasoning")]
+    report = _report(runs, extra_pairs=pairs)
+    got = [(t["reference"], t["other"]) for t in report["paired_tests"]]
+    assert got.count((rl, "sft_reasoning")) == 2  # both paired metrics
+    assert got.count(("sapo", "sft_reasoning")) == 2  # already a reference test: not repeated
+    assert not any("nope" in p for p in got)
+    plain = _report(runs)
+    assert len(report["paired_tests"]) == len(plain["paired_tests"]) + 2
+    # Holm adjusts over every test of the table
+    assert all(t["p_holm"] >= t["p_value"] for t in report["paired_tests"])
+    alone = _report([r for r in runs if r.method != "sapo"], extra_pairs=pairs)
+    assert {(t["reference"], t["other"]) for t in alone["paired_tests"]} == {
+        (rl, "sft_reasoning")} and alone["paired_tests_note"] is None
+
+
+def test_baseline_runs_are_marked(runs):
+    marked = [Run(method="sasrec", name="sasrec", per_sample=runs[0].per_sample,
+                  summary=runs[0].summary, baseline=True), *runs[1:]]
+    report = _report(marked)
+    assert report["methods"][0]["baseline"] is True and not report["methods"][1]["baseline"]
+    assert "| sasrec (baseline) |" in render_markdown(report)

@@ -64,7 +64,10 @@ def test_teacher_corpora_use_no_test_rows_and_parse(full_run: Path):
     for source_id, response in reasoning.select("source_id", "response").head(50).iter_rows():
         blocks, codes = parse_steps(response)
         assert len(blocks) == 3 and list(codes) == sid_of[target_of[source_id]]
-    assert alignment["task"].n_unique() == 7
+    assert alignment["task"].n_unique() == 8
+    # the all-position sequence task covers every train transition exactly once
+    seq = alignment.filter((pl.col("task") == "sid_sequence") & (pl.col("split") == "train"))
+    assert sum(r.count("<a_") for r in seq["response"]) == (samples["split"] == "train").sum()
 
 
 def test_sft_stages_write_models_logs_and_valid_accuracy(full_run: Path):
@@ -84,12 +87,22 @@ def test_sft_stages_write_models_logs_and_valid_accuracy(full_run: Path):
 
 def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path):
     methods = ["sid_only", "sft_reasoning", "grpo", "sapo", "rere"]
+    baselines = ["popularity", "sasrec"]
     for split in ("valid", "test"):
         report = json.loads((full_run / "08_reporting" / f"evaluation_{split}.json").read_text())
-        assert [row["method"] for row in report["methods"]] == methods
+        assert [row["method"] for row in report["methods"]] == methods + baselines
+        assert [row["baseline"] for row in report["methods"]] == [False] * 5 + [True] * 2
         assert report["split"] == split and report["dataset"] == "synthetic"
         md = (full_run / "08_reporting" / f"evaluation_{split}.md").read_text()
         assert all(f"| {m} |" in md for m in methods)
+        assert all(f"| {b} (baseline) |" in md for b in baselines)
+        pairs = {(t["reference"], t["other"]) for t in report["paired_tests"]}
+        assert {("sapo", "sasrec"), ("sapo", "popularity"), ("grpo", "sft_reasoning"),
+                ("rere", "sft_reasoning"), ("sapo", "sft_reasoning")} <= pairs
+    sasrec = json.loads((full_run / "08_reporting" / "baseline_sasrec.json").read_text())
+    assert sasrec["kind"] == "sasrec" and sasrec["loss"] == "ce" and sasrec["log"]
+    rl_log = pl.read_csv(full_run / "08_reporting" / "rl_sapo_log.csv")
+    assert rl_log["eval_ndcg"].drop_nulls().len() >= 1  # valid NDCG over RL steps
     cost = json.loads((full_run / "08_reporting" / "rl_cost.json").read_text())
     assert cost["reference"] == "grpo" and set(cost["methods"]) == {"grpo", "sapo", "rere"}
     assert cost["methods"]["grpo"]["token_ratio"] == 1.0
@@ -98,5 +111,5 @@ def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path)
     assert (full_run / "08_reporting" / "rl_cost.png").read_bytes()[:4] == b"\x89PNG"
     timings = json.loads(next((full_run / "08_reporting" / "run_timings").glob("*.json")).read_text())
     assert {"ingest", "sid_catalog", "teacher_corpus", "align", "reason", "rl", "rl_sapo",
-            "evaluate"} <= set(timings["by_tag"])
+            "baselines", "baseline_sasrec", "evaluate"} <= set(timings["by_tag"])
     assert timings["run"]["pipeline_names"] == ["sapo_full"]

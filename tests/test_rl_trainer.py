@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from test_rl_fakes import LEVELS, ToySource, tiny_model, toy_prompts, toy_trie
@@ -27,13 +28,15 @@ def _weights(model) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("cls", [GRPOConfig, SAPOConfig])
 def test_reward_increases_on_the_toy_problem(cls, tmp_path):
-    cfg = _cfg(cls, tmp_path, steps=26, group_size=8)
+    # lr 0.01: at 0.02 the toy policy can collapse onto one wrong answer, depending on the CPU's
+    # float rounding (measured: GRPO 0.06 -> 0.97 over 40 steps at 0.01, -> 0.25 at 0.02)
+    cfg = _cfg(cls, tmp_path, steps=40, group_size=8, lr=0.01)
     res = train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()), cfg)
     exact = [r[f"reward_step{LEVELS}"] for r in res.log]
     first, last = sum(exact[:5]) / 5, sum(exact[-5:]) / 5
-    assert last > first + 0.25, (first, last)
+    assert last > first + 0.4, (first, last)
     assert res.log[-1]["kl"] > 0  # the policy moved away from the reference
-    assert res.summary["steps"] == 26 and res.summary["optimizer_steps"] == 26
+    assert res.summary["steps"] == 40 and res.summary["optimizer_steps"] == 40
 
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
@@ -152,3 +155,15 @@ def test_token_logprobs_match_the_sampler_at_its_temperature():
                           lp, atol=1e-5)
     cold = TokenLogprobs(model, temperature=1.0)(ro.sequences, ro.attention_mask, resp)[0]
     assert not torch.allclose(cold[resp], lp[resp], atol=1e-3)
+
+
+def test_ranking_sums_score_the_target_rank_of_each_beam_list():
+    from types import SimpleNamespace as B
+
+    from sapo_pipeline.rl.trainer import ranking_sums
+
+    hits = [[B(codes=(0, 1), score=-1.0), B(codes=(2, 3), score=-0.5)],  # target at rank 1
+            [B(codes=(4, 4), score=-0.1)],                                # no hit
+            [B(codes=(5, 6), score=-0.2), B(codes=(0, 0), score=-3.0)]]   # target at rank 0
+    ndcg, recall = ranking_sums(hits, np.array([[0, 1], [1, 1], [5, 6]]))
+    assert recall == 2.0 and ndcg == pytest.approx(1 / np.log2(3) + 1.0)

@@ -22,6 +22,7 @@ from sapo_pipeline.model.sft_data import (
     tokenize_sft,
 )
 from sapo_pipeline.model.tokenizer import TokenizerConfig, train_tokenizer
+from sapo_pipeline.sid.catalog import is_sid_token
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +179,7 @@ def test_warmup_cosine_and_no_decay_groups(setup):
 def test_configs_validate_with_named_errors():
     cfg = from_dict(AlignConfig, {"train": {"betas": [0.8, 0.9], "batch_size": 4},
                                   "backbone": {"preset": "tiny"}}, "align")
-    assert cfg.train.betas == (0.8, 0.9) and cfg.eval.task == "seq_sid"
+    assert cfg.train.betas == (0.8, 0.9) and cfg.eval.task == "sid_sequence"
     assert ReasonConfig().eval.layout == "reasoning"
     with pytest.raises(ConfigError, match=r"align\.train: .*batch_size=0"):
         from_dict(AlignConfig, {"train": {"batch_size": 0}}, "align")
@@ -190,3 +191,47 @@ def test_configs_validate_with_named_errors():
         TrainConfig(batching="pack", pack_length=8, max_length=64)
     with pytest.raises(ConfigError, match="tokenizer_splits"):
         from_dict(AlignConfig, {"tokenizer_splits": ["test"]}, "align")
+
+
+def test_label_only_rows_label_sid_tokens_after_the_context(setup):
+    """The all-position sequence task: every response SID token is a label, the separators and
+    eos are not; collation carries the mask."""
+    tok = setup.tokenizer
+    prompt, response = "The user bought: <a_1><b_2><c_3>,", "<a_0><b_3><c_1>, <a_2><b_1><c_0>"
+    sid_ids = [i for t, i in tok.get_vocab().items() if is_sid_token(t)]
+    corpus, _ = tokenize_sft([prompt, prompt], [response, response], tok, 64,
+                             label_only=[True, False], label_token_ids=sid_ids)
+    labelled = [t for t in corpus.labels(0).tolist() if t != IGNORE_INDEX]
+    assert tok.convert_ids_to_tokens(labelled) == ["<a_0>", "<b_3>", "<c_1>", "<a_2>", "<b_1>",
+                                                   "<c_0>"]
+    assert corpus.n_labels.tolist() == [6, len(_enc(tok, response)) + 1]
+    batch = collate_padded(corpus, [0, 1], tok.pad_token_id)
+    assert batch["labels"][0].tolist()[:corpus.lengths[0]] == corpus.labels(0).tolist()
+    packed = collate_packed(corpus, [0], tok.pad_token_id, 64)
+    assert sorted(t for t in packed["labels"][0].tolist() if t != IGNORE_INDEX) == sorted(labelled)
+    with pytest.raises(ValueError, match="need label_token_ids"):
+        tokenize_sft([prompt], [response], tok, 64, label_only=[True])
+    with pytest.raises(ValueError, match="no token to label"):
+        tokenize_sft([prompt], ["just words"], tok, 64, label_only=[True],
+                     label_token_ids=sid_ids)
+
+
+def test_stage2_replay_rows_are_stage1_train_rows_of_the_named_tasks():
+    import polars as pl
+
+    from sapo_pipeline.model.sft_stages import CORPUS_COLUMNS, replay_rows
+
+    alignment = pl.DataFrame(
+        {"task": ["sid_sequence"] * 4 + ["seq_sid", "sid_sequence"],
+         "prompt": ["p"] * 6, "response": ["<a_1><b_1><c_1>"] * 6,
+         "split": ["train"] * 4 + ["train", "valid"], "source_id": list(range(6))},
+        schema=CORPUS_COLUMNS)
+    assert replay_rows(alignment, ReasonConfig(), 0).height == 0  # default: nothing replayed
+    rows = replay_rows(alignment, ReasonConfig(replay_tasks=["sid_sequence"]), 0)
+    assert rows["source_id"].to_list() == [0, 1, 2, 3]  # train rows only
+    some = replay_rows(alignment, ReasonConfig(replay_tasks=["sid_sequence"], replay_max_rows=2), 0)
+    assert some.height == 2 and set(some["source_id"]) <= {0, 1, 2, 3}
+    with pytest.raises(ValueError, match=r"no train rows of \['titles_to_sid'\]"):
+        replay_rows(alignment, ReasonConfig(replay_tasks=["titles_to_sid"]), 0)
+    with pytest.raises(ValueError, match="needs the alignment corpus"):
+        replay_rows(None, ReasonConfig(replay_tasks=["sid_sequence"]), 0)

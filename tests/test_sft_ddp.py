@@ -56,7 +56,10 @@ def test_two_processes_end_with_identical_weights(ddp_run):
     assert _max_diff(r0, r1) == 0.0
 
 
-@pytest.mark.parametrize(("batch", "accum", "atol"), [(4, 2, 1e-6), (8, 1, 1e-5)])
+# (8, 1): one micro-batch of 8 is padded to another width than two of 4, so sums run in another
+# order; the drift after training depends on the CPU's kernels (measured 1.2e-5 on one machine,
+# under 1e-5 on another), hence 3e-5 there.
+@pytest.mark.parametrize(("batch", "accum", "atol"), [(4, 2, 1e-6), (8, 1, 3e-5)])
 def test_two_processes_match_one_process_on_the_same_global_batch(ddp_run, tmp_path, batch,
                                                                   accum, atol):
     torch.set_num_threads(1)

@@ -40,7 +40,8 @@ def test_pipelines_are_wired_by_name():
     assert align.all_outputs() == {"align_tokenizer", "align_model", "align_log", "align_eval"}
     reason = reason_pipeline()
     assert [n.name for n in reason.nodes] == ["train_reason_model", "evaluate_reason_model"]
-    assert reason.inputs() == {"align_model", "reasoning_corpus", "sid_table", "params:reason"}
+    assert reason.inputs() == {"align_model", "reasoning_corpus", "alignment_corpus", "sid_table",
+                               "params:reason"}
     assert reason.all_outputs() == {"reason_model", "reason_log", "reason_eval"}
 
 
@@ -52,7 +53,7 @@ def test_parameter_files_validate(env):
         align = _merge(align, _yaml(CONF / env / "parameters_align.yml")["align"])
         reason = _merge(reason, _yaml(CONF / env / "parameters_reason.yml")["reason"])
     a, r = from_dict(AlignConfig, align, "align"), from_dict(ReasonConfig, reason, "reason")
-    assert a.train.work_dir == "data/06_models/align_work" and a.eval.task == "seq_sid"
+    assert a.train.work_dir == "data/06_models/align_work" and a.eval.task == "sid_sequence"
     assert r.train.work_dir == "data/06_models/reason_work" and r.eval.layout == "reasoning"
     if env == "smoke":
         assert a.backbone.preset == "tiny" and a.train.max_steps <= 10

@@ -322,3 +322,41 @@ def test_nodes_run_and_catalog_covers_outputs(tables):
     assert pipe.inputs() == {"items", "samples", "sid_table", "params:teacher_corpus"}
     assert pipe.all_outputs() <= set(catalog)
     assert all(catalog[name]["type"].startswith("sapo_pipeline.datasets.") for name in pipe.all_outputs())
+
+
+def test_sid_sequence_rows_cover_every_train_transition_and_continue_into_decoding(tables):
+    """All-position rows: windows of each user's train sequence (targets = every item after its
+    context); the prompt of a history is the training text up to the next item."""
+    items, _, sids, table = tables
+    seqs = {"u1": [0, 1, 2, 3, 4, 5, 6], "u2": [7, 8, 9]}
+    rows = []
+    for user, seq in seqs.items():
+        for pos in range(1, len(seq)):
+            rows.append((user, seq[max(0, pos - 10):pos], seq[pos],
+                         "valid" if (user, pos) == ("u2", 2) else "train"))
+    samples = pl.DataFrame({"sample_id": list(range(len(rows))), "user_id": [r[0] for r in rows],
+                            "history": [r[1] for r in rows], "target": [r[2] for r in rows],
+                            "timestamp": list(range(len(rows))), "split": [r[3] for r in rows]},
+                           schema=SAMPLE_SCHEMA)
+    cfg = small_cfg(tasks=["sid_sequence"], sequence_window=4)
+    ctx = build_context(items, sids, table, cfg.prompts)
+    corpus, stats = build_alignment_corpus(ctx, samples, RuleTeacher(), cfg)
+    train = corpus.filter(pl.col("split") == "train")
+    r = ctx.renderer
+    texts = [p + " " + s for p, s in zip(train["prompt"], train["response"])]
+    assert texts == [
+        "The user bought: " + ", ".join(r.sid(i) for i in [0, 1, 2, 3]),
+        "The user bought: " + ", ".join(r.sid(i) for i in [3, 4, 5, 6]),
+        "The user bought: " + ", ".join(r.sid(i) for i in [7, 8])]
+    targets = sum((resp.count("<a_") for resp in train["response"]), 0)
+    assert targets == (samples["split"] == "train").sum()  # every train transition once
+    valid = corpus.filter(pl.col("split") == "valid").row(0, named=True)
+    assert valid["prompt"] == r.prompt("sid_sequence", history=[7, 8])
+    assert valid["prompt"].endswith(r.sid(8) + ",") and valid["response"] == r.sid(9)
+    assert stats["selected"]["sid_sequence"] == {"train": 3, "valid": 1}
+    # a template that does not continue into the next item is refused, naming the fix
+    bad = small_cfg(tasks=["sid_sequence"])
+    bad.prompts.templates["sid_sequence"] = "The user bought: {history}\nNext:"
+    ctx = build_context(items, sids, table, bad.prompts)
+    with pytest.raises(ValueError, match="templates.sid_sequence: the prompt of a history must"):
+        build_alignment_corpus(ctx, samples, RuleTeacher(), bad)

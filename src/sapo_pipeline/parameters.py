@@ -21,6 +21,9 @@ SECTIONS: dict[str, str] = {
     "align": "sapo_pipeline.model.sft_config:AlignConfig",
     "reason": "sapo_pipeline.model.sft_config:ReasonConfig",
     "evaluate": "sapo_pipeline.evaluation.config:EvaluateConfig",
+    # classic baselines: one section per namespace (the nodes read params:<name>.baseline)
+    "popularity": "sapo_pipeline.baselines.registry:BaselineSection",
+    "sasrec": "sapo_pipeline.baselines.registry:BaselineSection",
     # Stage 3: one section per RL method namespace (the rl pipeline reads params:<method>.rl)
     "grpo": "sapo_pipeline.rl.config:RLSection",
     "sapo": "sapo_pipeline.rl.config:RLSection",

@@ -124,6 +124,10 @@ class ReportConfig:
     paired_metrics: tuple[str, ...] = field(
         default=("ndcg@10", "recall@10"),
         metadata={"help": "Per-row metrics of the paired tests, e.g. ndcg@10."})
+    start_pairs: tuple[tuple[str, str], ...] = field(
+        default=(("grpo", "sft_reasoning"), ("sapo", "sft_reasoning"), ("rere", "sft_reasoning")),
+        metadata={"help": "Further paired tests [method, other]: by default every RL method "
+                          "against its Stage-2 start (pairs of unevaluated methods are skipped)."})
     plot_k: int = field(default=10, metadata={"help": "K of the NDCG@K / Recall@K bar chart."})
     published_reference: str = field(
         default="auto",
@@ -152,6 +156,11 @@ class ReportConfig:
             raise ValueError(f"{o}.dataset: must be a non-empty name")
         self.notes = tuple(str(n) for n in self.notes)
         self.paired_metrics = tuple(self.paired_metrics)
+        self.start_pairs = tuple(tuple(p) for p in self.start_pairs)
+        if not all(len(p) == 2 and all(isinstance(x, str) and x for x in p)
+                   for p in self.start_pairs):
+            raise ValueError(f"{o}.start_pairs: a list of [method, other] pairs, got "
+                             f"{self.start_pairs!r}")
         for m in self.paired_metrics:
             family, _, k = str(m).partition("@")
             if family not in METRIC_FAMILIES or not k.isdigit() or int(k) < 1:

@@ -35,15 +35,18 @@ class ModelSpec:
     decoding); ``prompt_task``: the prompt template (``seq_sid`` / ``reasoning``); ``method``: the
     report row it belongs to (several runs -- seeds -- of one method share it; default ``name``);
     ``training_log``: the catalog entry of its RL diagnostics log, when it has one (the RL
-    training-cost summary compares these).
+    training-cost summary compares these). ``baseline``: a classic recommender whose
+    ``<name>.predictions_<split>`` come from the ``baselines`` pipeline (no checkpoint to decode:
+    ``model_input`` is unused); the report marks its row.
     """
 
     name: str
-    model_input: str
+    model_input: str | None
     reasoning: bool
     prompt_task: str
     method: str | None = None
     training_log: str | None = None
+    baseline: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -51,12 +54,19 @@ class ModelSpec:
         if self.prompt_task not in TASKS or self.prompt_task in ITEM_TASKS:
             raise ValueError(f"ModelSpec({self.name}).prompt_task={self.prompt_task!r}: must be a "
                              f"history task, e.g. seq_sid or reasoning")
+        if self.model_input is None and not self.baseline:
+            raise ValueError(f"ModelSpec({self.name}): model_input is required (or baseline=True)")
         if self.method is not None and not self.method.strip():
             raise ValueError(f"ModelSpec({self.name}).method: empty")
 
     @property
     def label(self) -> str:
         return self.method or self.name
+
+    @classmethod
+    def for_baseline(cls, name: str) -> ModelSpec:
+        """The spec of a ``baselines`` namespace (its predictions are made there)."""
+        return cls(name, None, reasoning=False, prompt_task="seq_sid", baseline=True)
 
 
 def render_prompts(rows: pl.DataFrame, sid_table: pl.DataFrame, items: pl.DataFrame | None,

@@ -123,3 +123,29 @@ def select_rows(samples: pl.DataFrame, split: str, max_samples: int | None = Non
     return rows
 
 
+
+
+def predictions_from_items(sample_ids: Sequence[int], items: np.ndarray, scores: np.ndarray,
+                           sid_table: pl.DataFrame) -> pl.DataFrame:
+    """The predictions table of an item-ranking model (a baseline): ``items[i]`` are sample
+    ``sample_ids[i]``'s recommended item ids, best first, ``scores[i]`` their scores.
+
+    Each item is written with its catalog SID (``codes``), so the SID-based metrics treat a
+    baseline's ranking exactly like a decoded one. An item without a SID raises ``ValueError``.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if items.ndim != 2 or items.shape != scores.shape or items.shape[0] != len(sample_ids):
+        raise ValueError(f"predictions_from_items: items {items.shape} and scores {scores.shape} "
+                         f"must both be [{len(sample_ids)}, K]")
+    codes = {int(i): list(c) for i, c in zip(sid_table["item_id"], sid_table["codes"])}
+    missing = sorted({int(i) for i in np.unique(items)} - set(codes))
+    if missing:
+        raise ValueError(f"predictions_from_items: items {missing[:10]} have no SID in sid_table")
+    n, k = items.shape
+    flat = items.reshape(-1).tolist()
+    return pl.DataFrame(
+        {"sample_id": np.repeat(np.asarray(sample_ids, dtype=np.int64), k),
+         "rank": np.tile(np.arange(k, dtype=np.int64), n),
+         "codes": [codes[i] for i in flat], "item_id": flat, "score": scores.reshape(-1)},
+        schema=PREDICTIONS_SCHEMA)

@@ -34,6 +34,7 @@ class Run:
     name: str
     per_sample: pl.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    baseline: bool = False  # a classic recommender (popularity, SASRec): marked in the report
 
 
 def _check_runs(runs: Sequence[Run]) -> tuple[list[int], tuple[int, ...], int, bool]:
@@ -68,8 +69,12 @@ def build_report(runs: Sequence[Run], *, dataset: str, split: str, notes: Sequen
                  published_reference: str = "auto", n_bootstrap: int = 1000,
                  n_permutations: int = 10000, exact_max_rows: int = 16,
                  confidence: float = 0.95, seed: int = 0,
-                 rows_in_split: int | None = None) -> dict[str, Any]:
-    """The comparison report of ``runs`` (JSON-able dict; see the module docstring)."""
+                 rows_in_split: int | None = None,
+                 extra_pairs: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
+    """The comparison report of ``runs`` (JSON-able dict; see the module docstring).
+
+    ``extra_pairs``: further ``(method, other)`` paired tests, e.g. every RL method against its
+    Stage-2 start (pairs naming a method that was not evaluated are left out)."""
     ids, ks, levels, excl = _check_runs(runs)
     names = metric_names(ks, levels)
     for m in paired_metrics:
@@ -87,6 +92,7 @@ def build_report(runs: Sequence[Run], *, dataset: str, split: str, notes: Sequen
         cis = bootstrap_ci(avg, n_bootstrap, confidence, seed)
         row: dict[str, Any] = {
             "method": method,
+            "baseline": any(r.baseline for r in group),
             "runs": [r.name for r in group],
             "n_seeds": len(group),
             "metrics": {n: {"mean": c.mean, "low": c.low, "high": c.high}
@@ -114,11 +120,23 @@ def build_report(runs: Sequence[Run], *, dataset: str, split: str, notes: Sequen
                                   exact_max_rows, confidence, seed)
                 tests.append({"reference": reference_method, "other": method, "metric": m,
                               **res.to_dict()})
-        for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
-            t["p_holm"] = adj
     else:
         test_note = (f"reference method {reference_method!r} was not evaluated: no paired tests "
                      f"(methods: {list(averaged)})")
+    done = {(t["reference"], t["other"]) for t in tests}
+    for a, b in extra_pairs:
+        if a in averaged and b in averaged and a != b and (a, b) not in done \
+                and (b, a) not in done:
+            done.add((a, b))
+            for m in paired_metrics:
+                j = names.index(m)
+                res = paired_test(averaged[a][:, j], averaged[b][:, j], n_bootstrap,
+                                  n_permutations, exact_max_rows, confidence, seed)
+                tests.append({"reference": a, "other": b, "metric": m, **res.to_dict()})
+    for t, adj in zip(tests, holm([t["p_value"] for t in tests])):
+        t["p_holm"] = adj
+    if tests:
+        test_note = None
     key = published_key(dataset, published_reference)
     return {
         "dataset": dataset,
@@ -179,7 +197,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             _row(head), _row(["---"] * len(head))]
     for m in report["methods"]:
         mt = m["metrics"]
-        cells = ([m["method"], str(m["n_seeds"])] + [_cell(mt[f"recall@{k}"]) for k in ks]
+        label = f"{m['method']} (baseline)" if m.get("baseline") else m["method"]
+        cells = ([label, str(m["n_seeds"])] + [_cell(mt[f"recall@{k}"]) for k in ks]
                  + [_cell(mt[f"ndcg@{k}"]) for k in ks]
                  + [f"{m['validity']:.4f}", f"{m['coverage'][f'coverage@{ks[-1]}']:.4f}"]
                  + [f"{mt[f'level_acc_{lv}']['mean']:.4f}" for lv in range(1, levels + 1)]
@@ -194,7 +213,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 s = m["seed_spread"][name]
                 out.append(_row([m["method"], name, f"{s['mean']:.4f}", f"{s['std']:.4f}",
                                  f"[{s['low']:.4f}, {s['high']:.4f}]"]))
-    out += ["", f"## Paired tests: {report['reference_method']} vs each other method (same rows)", ""]
+    out += ["", f"## Paired tests: {report['reference_method']} vs each other method, and each RL "
+                "method vs its Stage-2 start (same rows)", ""]
     if report["paired_tests"]:
         out += ["p-value: two-sided paired sign-flip permutation test; p (Holm): adjusted over "
                 "all tests in this table.", "",
@@ -230,6 +250,7 @@ def plot_report(report: dict[str, Any], k: int = 10) -> Any:
     from matplotlib.figure import Figure
 
     methods = [m["method"] for m in report["methods"]]
+    colors = ["#999999" if m.get("baseline") else "#4C72B0" for m in report["methods"]]
     fig = Figure(figsize=(max(6.0, 1.2 * len(methods) + 3), 3.8))
     axes = fig.subplots(1, 2)
     for ax, metric, label in ((axes[0], f"ndcg@{k}", f"NDCG@{k}"),
@@ -238,7 +259,7 @@ def plot_report(report: dict[str, Any], k: int = 10) -> Any:
         means = np.array([v["mean"] for v in vals])
         err = np.array([[v["mean"] - v["low"] for v in vals], [v["high"] - v["mean"] for v in vals]])
         x = np.arange(len(methods))
-        ax.bar(x, means, yerr=np.clip(err, 0, None), capsize=4, color="#4C72B0")
+        ax.bar(x, means, yerr=np.clip(err, 0, None), capsize=4, color=colors)
         ax.set_xticks(x, methods, rotation=30, ha="right")
         ax.set_ylabel(label)
         ax.set_title(f"{label} ({round(100 * report['confidence'])}% CI)")

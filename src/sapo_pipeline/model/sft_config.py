@@ -208,9 +208,10 @@ class SidEvalConfig:
 
     enabled: bool = field(default=True, metadata={"help": "Run the evaluation."})
     task: str = field(
-        default="seq_sid",
-        metadata={"help": "Corpus task whose valid rows are scored (history SIDs -> next SID "
-                          "for Stage 1; the reasoning task for Stage 2)."},
+        default="sid_sequence",
+        metadata={"help": "Corpus task whose valid rows are scored (history SIDs -> next SID, "
+                          "sid_sequence or seq_sid, for Stage 1; the reasoning task for "
+                          "Stage 2)."},
     )
     layout: str = field(
         default="sid",
@@ -302,6 +303,21 @@ class ReasonConfig:
         default_factory=lambda: SidEvalConfig(task=REASONING_TASK, layout="reasoning"),
         metadata={"help": "Valid SID accuracy after the stage."},
     )
+    replay_tasks: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Stage-1 alignment-corpus tasks whose train rows are mixed into "
+                          "Stage 2 (replay, e.g. [sid_sequence]) so that Stage 2 keeps the "
+                          "next-SID skill Stage 1 learned; [] trains on the reasoning corpus "
+                          "only."},
+    )
+    replay_max_rows: int | None = field(
+        default=None,
+        metadata={"help": "Seeded subset of the replayed train rows (null: all of them)."},
+    )
 
     def __post_init__(self) -> None:
         self.tasks = _check_tasks("ReasonConfig", self.tasks)
+        self.replay_tasks = list(self.replay_tasks or [])
+        if not all(isinstance(t, str) and t for t in self.replay_tasks):
+            raise ValueError(f"ReasonConfig.replay_tasks={self.replay_tasks!r}: task names")
+        _positive("ReasonConfig", "replay_max_rows", self.replay_max_rows, allow_none=True)

@@ -76,7 +76,8 @@ class TokenizedCorpus:
     """Token ids of many examples in one flat array, with prompt lengths (numpy, no padding)."""
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, prompt_lens: np.ndarray,
-                 source_ids: np.ndarray | None = None) -> None:
+                 source_ids: np.ndarray | None = None, label_mask: np.ndarray | None = None
+                 ) -> None:
         self.tokens = np.ascontiguousarray(tokens, dtype=np.int64)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         self.prompt_lens = np.ascontiguousarray(prompt_lens, dtype=np.int64)
@@ -84,7 +85,16 @@ class TokenizedCorpus:
         if len(self.offsets) != n + 1:
             raise ValueError(f"TokenizedCorpus: {len(self.offsets)} offsets for {n} examples")
         self.lengths = np.diff(self.offsets)
-        self.n_labels = self.lengths - self.prompt_lens
+        if label_mask is None:  # every token after the prompt
+            label_mask = np.ones(len(self.tokens), dtype=bool)
+            starts = self.offsets[:-1]
+            for start, p in zip(starts, self.prompt_lens):
+                label_mask[start:start + p] = False
+        self.label_mask = np.ascontiguousarray(label_mask, dtype=bool)
+        if len(self.label_mask) != len(self.tokens):
+            raise ValueError("TokenizedCorpus: label_mask must have one entry per token")
+        self.n_labels = (np.add.reduceat(self.label_mask.astype(np.int64), self.offsets[:-1])
+                         if n and len(self.tokens) else np.zeros(n, dtype=np.int64))
         if n and (self.n_labels < 1).any():
             raise ValueError("TokenizedCorpus: every example needs at least one labelled token")
         self.source_ids = (np.arange(n) if source_ids is None
@@ -98,7 +108,7 @@ class TokenizedCorpus:
 
     def labels(self, i: int) -> np.ndarray:
         out = self.ids(i).copy()
-        out[: self.prompt_lens[i]] = IGNORE_INDEX
+        out[~self.label_mask[self.offsets[i]:self.offsets[i + 1]]] = IGNORE_INDEX
         return out
 
     def fingerprint(self) -> str:
@@ -106,7 +116,7 @@ class TokenizedCorpus:
         import hashlib
 
         h = hashlib.blake2b(digest_size=16)
-        for arr in (self.tokens, self.offsets, self.prompt_lens):
+        for arr in (self.tokens, self.offsets, self.prompt_lens, self.label_mask):
             h.update(arr.tobytes())
         return h.hexdigest()
 
@@ -121,8 +131,15 @@ def tokenize_sft(
     separator: str = " ",
     overlong: str = "skip",
     what: str = "corpus",
+    label_only: Sequence[bool] | None = None,
+    label_token_ids: Sequence[int] = (),
 ) -> tuple[TokenizedCorpus, TokenizeReport]:
-    """Tokenise (prompt, response) pairs with response-only labels (see the module docstring)."""
+    """Tokenise (prompt, response) pairs with response-only labels (see the module docstring).
+
+    ``label_only[row]``: that row's labels are only its response tokens whose id is in
+    ``label_token_ids`` (the all-position sequence task labels the SID tokens of every item after
+    its context, not the separators between them nor the eos).
+    """
     if len(prompts) != len(responses):
         raise ValueError(f"{what}: {len(prompts)} prompts but {len(responses)} responses")
     sids = list(range(len(prompts))) if source_ids is None else list(source_ids)
@@ -139,8 +156,15 @@ def tokenize_sft(
     p_ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if prompts else []
     r_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"] if responses else []
     chunks: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     prompt_lens: list[int] = []
     kept_sids: list[int] = []
+    only = np.zeros(len(prompts), dtype=bool) if label_only is None else np.asarray(label_only)
+    if len(only) != len(prompts):
+        raise ValueError(f"{what}: label_only has {len(only)} entries for {len(prompts)} rows")
+    allowed = np.asarray(sorted(set(label_token_ids)), dtype=np.int64)
+    if only.any() and not len(allowed):
+        raise ValueError(f"{what}: label_only rows need label_token_ids")
     for row, (p, r) in enumerate(zip(p_ids, r_ids)):
         context = len(bos) or 1  # at least one token before the first labelled one
         if not r:
@@ -161,7 +185,16 @@ def tokenize_sft(
             report.truncated += 1
             report.truncated_tokens += len(p) - room
             p = p[len(p) - room:] if room > 0 else []
-        chunks.append(np.asarray([*bos, *p, *r, eos], dtype=np.int64))
+        seq = np.asarray([*bos, *p, *r, eos], dtype=np.int64)
+        mask = np.zeros(len(seq), dtype=bool)
+        mask[len(bos) + len(p):] = True
+        if only[row]:
+            mask &= np.isin(seq, allowed)
+            if not mask.any():
+                raise ValueError(f"{what} row {row} (source_id={sids[row]}), field 'response': "
+                                 f"no token to label (label_only rows label SID tokens only)")
+        chunks.append(seq)
+        masks.append(mask)
         prompt_lens.append(len(bos) + len(p))
         kept_sids.append(int(sids[row]))
     report.kept = len(chunks)
@@ -175,7 +208,9 @@ def tokenize_sft(
     if chunks:
         offsets[1:] = np.cumsum([len(c) for c in chunks])
     tokens = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
-    return TokenizedCorpus(tokens, offsets, np.asarray(prompt_lens), np.asarray(kept_sids)), report
+    mask = np.concatenate(masks) if masks else np.zeros(0, dtype=bool)
+    return TokenizedCorpus(tokens, offsets, np.asarray(prompt_lens), np.asarray(kept_sids),
+                           mask), report
 
 
 def encode_prompts(prompts: Sequence[str], tokenizer, max_prompt_length: int,
@@ -248,9 +283,9 @@ def collate_padded(corpus: TokenizedCorpus, indices: Sequence[int], pad_id: int,
     mask = np.zeros((len(idx), width), dtype=np.int64)
     for row, i in enumerate(idx):
         seq = corpus.ids(i)
-        n, p = len(seq), corpus.prompt_lens[i]
+        n = len(seq)
         ids[row, :n] = seq
-        labels[row, p:n] = seq[p:]
+        labels[row, :n] = corpus.labels(i)
         mask[row, :n] = 1
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
             "labels": torch.from_numpy(labels)}
@@ -286,9 +321,9 @@ def collate_packed(corpus: TokenizedCorpus, indices: Sequence[int], pad_id: int,
         at = 0
         for i in members:
             seq = corpus.ids(i)
-            n, p = len(seq), int(corpus.prompt_lens[i])
+            n = len(seq)
             ids[r, at:at + n] = seq
-            labels[r, at + p:at + n] = seq[p:]
+            labels[r, at:at + n] = corpus.labels(i)
             pos[r, at:at + n] = np.arange(n)
             at += n
         pos[r, at:] = np.arange(width - at)

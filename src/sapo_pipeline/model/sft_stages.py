@@ -33,7 +33,8 @@ from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig, SidEvalCon
 from sapo_pipeline.model.sft_data import TokenizedCorpus, encode_prompts, tokenize_sft
 from sapo_pipeline.model.sid_eval import evaluate_sids, target_sid
 from sapo_pipeline.model.tokenizer import add_sid_tokens, train_tokenizer
-from sapo_pipeline.sid.catalog import SIDTrie, sid_token
+from sapo_pipeline.sid.catalog import SIDTrie, is_sid_token, sid_token
+from sapo_pipeline.teacher.prompts import ALL_POSITION_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +112,15 @@ def tokenize_corpus(df: pl.DataFrame, tokenizer: Any, cfg: TrainConfig, tasks: S
     """Train and valid examples of ``df`` with response-only labels, plus what was cut / skipped."""
     check_corpus(df, name)
     out, report = [], {}
+    sid_ids = [i for t, i in tokenizer.get_vocab().items() if is_sid_token(t)]
     for split in ("train", "valid"):
         rows = select_rows(df, split, tasks)
         corpus, rep = tokenize_sft(rows["prompt"].to_list(), rows["response"].to_list(), tokenizer,
                                    cfg.max_length, source_ids=rows["source_id"].to_list(),
                                    separator=cfg.prompt_separator, overlong=cfg.overlong,
-                                   what=f"{name}[{split}]")
+                                   what=f"{name}[{split}]",
+                                   label_only=rows["task"].is_in(list(ALL_POSITION_TASKS))
+                                   .to_list(), label_token_ids=sid_ids)
         out.append(corpus)
         report[split] = rep.to_dict()
     if len(out[0]) == 0:
@@ -156,15 +160,43 @@ def train_align(alignment: pl.DataFrame, tokenizer: Any, sid_table: pl.DataFrame
                 extra, callbacks)
 
 
+def replay_rows(alignment: pl.DataFrame | None, cfg: ReasonConfig, seed: int) -> pl.DataFrame:
+    """The Stage-1 train rows of ``cfg.replay_tasks`` mixed into Stage 2 (a seeded subset of
+    ``cfg.replay_max_rows``); empty when nothing is replayed."""
+    if not cfg.replay_tasks:
+        return pl.DataFrame(schema=CORPUS_COLUMNS)
+    if alignment is None:
+        raise ValueError("reason.replay_tasks needs the alignment corpus")
+    check_corpus(alignment, "alignment_corpus")
+    rows = select_rows(alignment, "train", cfg.replay_tasks)
+    missing = sorted(set(cfg.replay_tasks) - set(rows["task"].unique().to_list()))
+    if missing:
+        raise ValueError(f"reason.replay_tasks: alignment_corpus has no train rows of {missing} "
+                         f"(tasks present: {sorted(alignment['task'].unique().to_list())})")
+    if cfg.replay_max_rows is not None and rows.height > cfg.replay_max_rows:
+        pick = np.sort(np.random.default_rng(seed).choice(rows.height, cfg.replay_max_rows,
+                                                          replace=False))
+        rows = rows[pick.tolist()]
+    return rows.select(list(CORPUS_COLUMNS))
+
+
 def train_reason(align: Checkpoint, reasoning: pl.DataFrame, cfg: ReasonConfig,
-                 callbacks: Sequence[Callback] = ()) -> tuple[Checkpoint, list[dict]]:
-    """Stage 2: continue Stage 1's model (weights, tokenizer) on the reasoning corpus."""
+                 callbacks: Sequence[Callback] = (), alignment: pl.DataFrame | None = None
+                 ) -> tuple[Checkpoint, list[dict]]:
+    """Stage 2: continue Stage 1's model (weights, tokenizer) on the reasoning corpus, plus the
+    replayed Stage-1 rows of ``cfg.replay_tasks`` (from ``alignment``)."""
     trainable = count_parameters(align.model, trainable_only=True)
     if trainable == 0:
         raise ValueError("align_model has no trainable parameters (a peft checkpoint must be "
                          "loaded with load_args.is_trainable: true)")
-    extra = {"from_stage": align.extra.get("stage", "align"), "tasks": cfg.tasks}
-    return _run("reason", align.model, align.tokenizer, reasoning, "reasoning_corpus", cfg.tasks,
+    check_corpus(reasoning, "reasoning_corpus")
+    replay = replay_rows(alignment, cfg, cfg.train.seed)
+    corpus = pl.concat([reasoning.select(list(CORPUS_COLUMNS)), replay]) if replay.height \
+        else reasoning
+    tasks = None if cfg.tasks is None else [*cfg.tasks, *cfg.replay_tasks]
+    extra = {"from_stage": align.extra.get("stage", "align"), "tasks": cfg.tasks,
+             "replay_tasks": cfg.replay_tasks, "replayed_rows": replay.height}
+    return _run("reason", align.model, align.tokenizer, corpus, "reasoning_corpus", tasks,
                 cfg.train, extra, callbacks)
 
 

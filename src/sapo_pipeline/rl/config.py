@@ -175,6 +175,10 @@ class RLTrainConfig:
     eval_temperature: float = field(
         default=1.0, metadata={"help": "Sampling temperature of the valid rollouts."}
     )
+    eval_num_beams: int = field(
+        default=10, metadata={"help": "Valid NDCG/Recall@B of the eval prompts by trie-constrained "
+                                      "(step-wise) beam search, as evaluate decodes (0: off)."}
+    )
     checkpoint_every: int = field(
         default=50,
         metadata={"help": "Save the resume state every this many steps (0: only at the end)."},
@@ -215,6 +219,8 @@ class RLTrainConfig:
                      "save_total_limit", "log_every", "temperature", "eval_temperature",
                      "advantage_eps", "adam_eps", "rollout_batch_size"):
             _positive(o, name, getattr(self, name))
+        if isinstance(self.eval_num_beams, bool) or self.eval_num_beams < 0:
+            raise ValueError(f"{o}.eval_num_beams={self.eval_num_beams!r}: must be >= 0")
         for name in ("minibatch_groups", "max_prompts", "num_threads", "max_grad_norm",
                      "clip_eps_high"):
             _positive(o, name, getattr(self, name), allow_none=True)

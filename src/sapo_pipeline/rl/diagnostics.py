@@ -19,8 +19,9 @@ Columns of a row (steps k = 1..K are the SID levels, 1-based in the names):
   (response tokens / step seconds), ``rollout_s``, ``update_s`` (everything after the rollout,
   including ``advantage_s``: rewards and advantages, the part where the methods differ),
   ``step_s`` = rollout + update.
-* ``eval_reward_step{k}`` on evaluation steps (empty otherwise); ``rollout_*`` -- the
-  sampler's own stats (main process).
+* ``eval_reward_step{k}`` on evaluation steps (empty otherwise); ``eval_ndcg`` /
+  ``eval_recall`` -- NDCG@B / Recall@B of the same valid prompts by the evaluation's beam search
+  (``eval_num_beams`` = B); ``rollout_*`` -- the sampler's own stats (main process).
 """
 
 from __future__ import annotations
@@ -144,6 +145,7 @@ def plot_diagnostics(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
     panels = [
         ("reward per SID level", levels("reward_step") + ["reward"]),
         ("valid reward per level", levels("eval_reward_step")),
+        ("valid NDCG / Recall@B (beam search)", ["eval_ndcg", "eval_recall"]),
         ("advantage std per step", levels("adv_std_step")),
         ("zero-variance groups per step", levels("zero_var_step")),
         ("KL to reference (k3)", ["kl"]),

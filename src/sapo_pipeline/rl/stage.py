@@ -63,11 +63,21 @@ def run_rl_stage(reason: Checkpoint, samples: pl.DataFrame, items: pl.DataFrame,
                          f"tokens exceed the model's max_position_embeddings={limit}")
     tokenizer = reason.tokenizer
     train, valid = rl_prompt_sets(samples, items, sid_table, prompt_cfg, tokenizer, cfg)
+    vocab = SIDVocab.from_tokenizer(tokenizer, table=trie)
     if source is None:
-        source = make_rollout_source(cfg, trie, SIDVocab.from_tokenizer(tokenizer, table=trie))
+        source = make_rollout_source(cfg, trie, vocab)
     policy = copy.deepcopy(reason.model)
+
+    def ranker(model: Any, prompt_ids: list[list[int]]) -> list:
+        """The evaluation's beam search (valid NDCG during training)."""
+        from sapo_pipeline.decoding.beam import beam_search
+
+        return beam_search(model, prompt_ids, trie, vocab, num_beams=cfg.eval_num_beams,
+                           reasoning=cfg.reasoning, max_think_tokens=cfg.max_think_tokens,
+                           batch_size=cfg.rollout_batch_size)
+
     result = train_rl(policy, train, source, cfg, valid=valid, reference=reason.model,
-                      callbacks=callbacks)
+                      callbacks=callbacks, ranker=ranker if cfg.eval_num_beams else None)
     extra = {"stage": "rl", "algorithm": cfg.algorithm,
              "from_stage": reason.extra.get("stage", "reason"), "training": result.summary,
              "rl_config": to_dict(cfg), "train_prompts": len(train),

@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 #: Config fields that do not change the trained weights (left out of the resume fingerprint).
 _NO_TRAJECTORY = ("checkpoint_every", "save_total_limit", "log_every", "work_dir", "resume",
                   "progress_bar", "num_threads", "device", "eval_every", "eval_prompts",
-                  "eval_group_size", "eval_temperature")
+                  "eval_group_size", "eval_temperature", "eval_num_beams")
 
 
 @dataclass
@@ -107,13 +107,30 @@ def _rollout_to(rollout: Any, device: torch.device) -> Any:
     return rollout
 
 
+def ranking_sums(hits: Sequence[Sequence[Any]], targets: np.ndarray) -> tuple[float, float]:
+    """Summed NDCG@B and Recall@B of beam lists (``.codes``, ``.score``) against target SIDs."""
+    ndcg = recall = 0.0
+    for beams, target in zip(hits, targets):
+        ordered = sorted(beams, key=lambda h: -float(h.score))
+        codes = [tuple(int(c) for c in h.codes) for h in ordered]
+        want = tuple(int(c) for c in target)
+        if want in codes:
+            ndcg += 1.0 / math.log2(codes.index(want) + 2)
+            recall += 1.0
+    return ndcg, recall
+
+
 def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrainConfig, *,
              valid: PromptSet | None = None, reference: Any | None = None,
-             callbacks: Sequence[Callable[[StepInfo], None]] = ()) -> RLResult:
+             callbacks: Sequence[Callable[[StepInfo], None]] = (),
+             ranker: Callable[[Any, list[list[int]]], Sequence[Sequence[Any]]] | None = None
+             ) -> RLResult:
     """Train ``model`` (the stage-2 policy) in place; see the module docstring.
 
     ``reference``: the frozen pi_ref (used under no_grad, never modified); default a deep copy
     of ``model`` taken before any resume. ``valid``: prompts of the periodic valid reward.
+    ``ranker(model, prompt_ids)``: beam lists per prompt (the evaluation's beam search); with it
+    the valid evaluation also logs ``eval_ndcg`` and ``eval_recall`` at ``eval_num_beams``.
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -201,11 +218,21 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
                 r = step_rewards(ro.sid_codes, ro.target_codes)
                 sums[:levels] += r.sum(dim=0).double()
                 sums[levels] += r.shape[0]
+            ranked = torch.zeros(3, dtype=torch.float64, device=device)
+            if ranker is not None and cfg.eval_num_beams:
+                hits = ranker(model, list(eval_set.prompt_ids))
+                ndcg, recall = ranking_sums(hits, eval_set.targets)
+                ranked += torch.tensor([ndcg, recall, len(eval_set)], dtype=torch.float64,
+                                       device=device)
         model.train(was_training)
-        sums = reduce_sum(sums)
+        sums, ranked = reduce_sum(sums), reduce_sum(ranked)
         state.eval_seconds += time.perf_counter() - t0
         n = max(float(sums[levels]), 1.0)
-        return {f"eval_reward_step{k + 1}": float(sums[k]) / n for k in range(levels)}
+        out = {f"eval_reward_step{k + 1}": float(sums[k]) / n for k in range(levels)}
+        if float(ranked[2]) > 0:
+            out["eval_ndcg"] = float(ranked[0] / ranked[2])
+            out["eval_recall"] = float(ranked[1] / ranked[2])
+        return out
 
     def checkpoint() -> None:
         states = gather_rng_state(acc)

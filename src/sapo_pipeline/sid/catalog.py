@@ -35,6 +35,11 @@ def sid_token(level: int, code: int) -> str:
     return f"<{level_letter(level)}_{int(code)}>"
 
 
+def is_sid_token(text: str) -> bool:
+    """Whether ``text`` is one SID token such as ``<b_7>``."""
+    return _TOKEN_RE.fullmatch(text) is not None
+
+
 def format_sid(codes: Sequence[int] | np.ndarray) -> str:
     """Spell a SID: ``format_sid((12, 7, 201)) == "<a_12><b_7><c_201>"``."""
     codes = [int(c) for c in codes]

@@ -6,7 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sapo_pipeline.teacher.hierarchy import HierarchyConfig
-from sapo_pipeline.teacher.prompts import ALIGNMENT_TASKS, PromptConfig, template_fields
+from sapo_pipeline.teacher.prompts import (
+    ALIGNMENT_TASKS,
+    ALL_POSITION_TASKS,
+    PromptConfig,
+    template_fields,
+)
 
 BACKENDS = ("rule", "openai", "hf")
 SPLITS = ("train", "valid")
@@ -205,7 +210,17 @@ class AlignmentConfig:
         default=200, metadata={"help": "Valid examples per task (0: none)."})
     caps: dict[str, dict[str, int]] = field(
         default_factory=dict,
-        metadata={"help": "Per-task overrides, e.g. {sid_to_description: {train: 500}}."})
+        metadata={"help": "Per-task overrides, e.g. {sid_to_description: {train: 500}}. "
+                          "sid_sequence's train rows are every window unless capped here."})
+    sequence_window: int = field(
+        default=11,
+        metadata={"help": "sid_sequence: items per training window (context + targets); 11 = "
+                          "the default max_history of 10 plus the next item."})
+    sequence_stride: int | None = field(
+        default=None,
+        metadata={"help": "sid_sequence: items between window starts (null: window - 1, windows "
+                          "overlap by one item). Each transition is a target exactly once; a "
+                          "smaller stride gives later targets more context."})
 
     def __post_init__(self) -> None:
         self.tasks = tuple(self.tasks)
@@ -215,6 +230,12 @@ class AlignmentConfig:
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks: duplicates in {list(self.tasks)}")
         _positive(self, "max_train_per_task", "max_valid_per_task", allow_zero=True)
+        if self.sequence_window < 2:
+            raise ValueError(f"sequence_window must be >= 2, got {self.sequence_window}")
+        if self.sequence_stride is not None and not 1 <= self.sequence_stride < \
+                self.sequence_window:
+            raise ValueError(f"sequence_stride must be in [1, sequence_window - 1] or null, got "
+                             f"{self.sequence_stride}")
         for task, caps in self.caps.items():
             if task not in ALIGNMENT_TASKS:
                 raise ValueError(f"caps: unknown task {task!r}")
@@ -226,6 +247,8 @@ class AlignmentConfig:
 
     def cap(self, task: str, split: str) -> int:
         default = self.max_train_per_task if split == "train" else self.max_valid_per_task
+        if task in ALL_POSITION_TASKS and split == "train":
+            default = 2**62  # every window: one pass covers every train transition
         return int(self.caps.get(task, {}).get(split, default))
 
 

@@ -23,12 +23,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from sapo_pipeline.data.sequences import user_sequences, windows
 from sapo_pipeline.sid.catalog import format_sid
 from sapo_pipeline.teacher.base import ItemInfo, Outcome, ReasoningRequest, Teacher
 from sapo_pipeline.teacher.config import SPLITS, TeacherCorpusConfig
 from sapo_pipeline.teacher.hierarchy import Hierarchy
 from sapo_pipeline.teacher.layout import LayoutError, render_steps
-from sapo_pipeline.teacher.prompts import REASONING_TASK, PromptConfig, PromptRenderer
+from sapo_pipeline.teacher.prompts import (
+    ALL_POSITION_TASKS,
+    REASONING_TASK,
+    PromptConfig,
+    PromptRenderer,
+    continuation_check,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,7 @@ CORPUS_SCHEMA: dict[str, pl.DataType] = {
     "prompt": pl.Utf8,
     "response": pl.Utf8,
     "split": pl.Utf8,  # "train" | "valid"
-    "source_id": pl.Int64,  # sample_id (sequence tasks) or item_id (item tasks)
+    "source_id": pl.Int64,  # sample_id (sequence tasks), item_id (item tasks), window (sid_sequence train)
 }
 
 
@@ -229,6 +236,30 @@ def _sequence_tasks(ctx: CorpusContext, frames: dict[str, pl.DataFrame], teacher
                     out.add(task, prompt, r.sid(row["target"]), split, row["sample_id"])
 
 
+def _all_position_tasks(ctx: CorpusContext, samples: pl.DataFrame, frames: dict[str, pl.DataFrame],
+                        cfg: TeacherCorpusConfig, out: _Rows) -> None:
+    """``sid_sequence``: train rows are windows of the users' train sequences (prompt = the
+    window's context items, response = its target items, each predicted from those before it);
+    valid rows are single-target valid samples, spelled exactly as decoding prompts them."""
+    r, a = ctx.renderer, cfg.alignment
+    for task in [t for t in a.tasks if t in ALL_POSITION_TASKS]:
+        chunks = windows(user_sequences(samples, "train").items, a.sequence_window,
+                         a.sequence_stride)
+        if chunks:
+            continuation_check(r, task, chunks[0][0])
+        picked = choose(len(chunks), a.cap(task, "train"), cfg.seed, f"{task}:train")
+        out.select(task, "train", len(picked))
+        for n, idx in enumerate(picked):
+            items, first = chunks[int(idx)]
+            out.add(task, r.prompt(task, history=items[:first]), r.spell(items[first:]),
+                    "train", n)
+        valid = _draw(frames["valid"], a.cap(task, "valid"), cfg.seed, f"{task}:valid")
+        out.select(task, "valid", valid.height)
+        for row in valid.iter_rows(named=True):
+            out.add(task, r.prompt(task, history=row["history"]), r.sid(row["target"]), "valid",
+                    row["sample_id"])
+
+
 def build_alignment_corpus(ctx: CorpusContext, samples: pl.DataFrame, teacher: Teacher,
                            cfg: TeacherCorpusConfig) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The stage-1 multi-task corpus and its stats."""
@@ -236,6 +267,7 @@ def build_alignment_corpus(ctx: CorpusContext, samples: pl.DataFrame, teacher: T
     out = _Rows()
     overlap = _item_tasks(ctx, frames["valid"], teacher, cfg, out)
     _sequence_tasks(ctx, frames, teacher, cfg, out)
+    _all_position_tasks(ctx, samples, frames, cfg, out)
     corpus = out.frame()
     log.info("alignment corpus: %d rows %s", corpus.height,
              {t: dict(c) for t, c in out.counts.items()})

@@ -21,7 +21,8 @@ from sapo_pipeline.teacher.layout import clean_block
 
 #: Tasks of the alignment corpus (METHOD.md §2, stage 1), in report order.
 ALIGNMENT_TASKS: tuple[str, ...] = (
-    "seq_sid",  # history SIDs -> next SID
+    "sid_sequence",  # a user's SID sequence, every item after the first predicted (all positions)
+    "seq_sid",  # history SIDs -> next SID (one target per row, prompt style)
     "title_to_sid",  # title -> SID
     "sid_to_title",  # SID -> title
     "seq_title",  # history SIDs -> next title
@@ -29,6 +30,11 @@ ALIGNMENT_TASKS: tuple[str, ...] = (
     "sid_to_description",  # SID -> teacher-written item description
     "user_narrative",  # user history -> teacher-written narrative of the user's interests
 )
+#: Tasks trained on every position: a row's labels are the SID tokens of every response item
+#: (each predicted from the items before it), not a single target. Their template must end right
+#: after ``{history}`` with the history separator (stripped), so the prompt of a history is the
+#: training text of that history up to the next item: see :func:`continuation_check`.
+ALL_POSITION_TASKS = frozenset({"sid_sequence"})
 #: The reasoning corpus's task (stage 2): history -> step-aligned response.
 REASONING_TASK = "reasoning"
 TASKS: tuple[str, ...] = (*ALIGNMENT_TASKS, REASONING_TASK)
@@ -37,6 +43,7 @@ ITEM_TASKS = frozenset({"title_to_sid", "sid_to_title", "sid_to_description"})
 
 _SEQ_FIELDS = frozenset({"history", "history_titles", "n_history"})
 TASK_FIELDS: dict[str, frozenset[str]] = {
+    "sid_sequence": frozenset({"history"}),
     "seq_sid": _SEQ_FIELDS,
     "title_to_sid": frozenset({"title"}),
     "sid_to_title": frozenset({"sid"}),
@@ -47,6 +54,7 @@ TASK_FIELDS: dict[str, frozenset[str]] = {
     "reasoning": _SEQ_FIELDS,
 }
 DEFAULT_TEMPLATES: dict[str, str] = {
+    "sid_sequence": "The user bought: {history},",
     "seq_sid": "The user bought: {history}\nNext item:",
     "title_to_sid": "Item: {title}\nItem ID:",
     "sid_to_title": "Item ID: {sid}\nTitle:",
@@ -84,6 +92,23 @@ def cut_text(text: str, max_chars: int) -> str:
     if cut.count("(") > cut.count(")"):
         cut = cut[:cut.rfind("(")]
     return cut.rstrip(" ,;:-/&(") or text[:max_chars]
+
+
+def continuation_check(renderer: PromptRenderer, task: str, items: Sequence[int]) -> None:
+    """Raise ``ValueError`` unless the ``task`` prompt of ``items[:-1]`` is exactly the training
+    text ``prompt(items[:1]) + " " + response(items[1:])`` cut before the last item: what makes
+    an all-position model's training and decoding text agree."""
+    if len(items) < 3:
+        return
+    text = join_example(renderer.prompt(task, history=items[:1]),
+                        renderer.spell(items[1:]))
+    prompt = renderer.prompt(task, history=items[:-1]) + PROMPT_RESPONSE_SEP
+    if not text.startswith(prompt):
+        raise ValueError(f"templates.{task}: the prompt of a history must continue into its next "
+                         f"item as in training; end the template with '{{history}}' followed by "
+                         f"history_separator without its trailing space (got "
+                         f"{renderer.cfg.templates[task]!r} with history_separator "
+                         f"{renderer.cfg.history_separator!r})")
 
 
 def join_example(prompt: str, response: str) -> str:
@@ -170,12 +195,14 @@ class PromptRenderer:
             items = items[-self.cfg.max_history:]
         return items
 
-    def history(self, history: Sequence[int]) -> str:
+    def spell(self, items: Sequence[int]) -> str:
+        """``items`` spelled as ``{history}`` spells them (no ``max_history`` window)."""
         tpl = self.cfg.history_item_template
         return self.cfg.history_separator.join(
-            tpl.format(sid=self.sid(i), title=self.title(i) or "untitled")
-            for i in self._window(history)
-        )
+            tpl.format(sid=self.sid(i), title=self.title(i) or "untitled") for i in items)
+
+    def history(self, history: Sequence[int]) -> str:
+        return self.spell(self._window(history))
 
     def history_titles(self, history: Sequence[int]) -> str:
         return self.cfg.title_separator.join(

@@ -83,7 +83,8 @@ def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[.
                              f"{len(per_model)}")
         cfg = _cfg(params)
         runs = [Run(method=spec.label, name=spec.name, per_sample=per_model[2 * i],
-                    summary=per_model[2 * i + 1]) for i, spec in enumerate(specs)]
+                    summary=per_model[2 * i + 1], baseline=spec.baseline)
+                for i, spec in enumerate(specs)]
         r, s = cfg.report, cfg.stats
         report = build_report(
             runs, dataset=r.dataset, split=split, notes=r.notes,
@@ -91,7 +92,7 @@ def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[.
             published_reference=r.published_reference, n_bootstrap=s.n_bootstrap,
             n_permutations=s.n_permutations, exact_max_rows=s.exact_max_rows,
             confidence=s.confidence, seed=s.seed,
-            rows_in_split=int((samples["split"] == split).sum()))
+            rows_in_split=int((samples["split"] == split).sum()), extra_pairs=r.start_pairs)
         report["num_beams"] = cfg.decoding.num_beams
         return report, render_markdown(report), plot_report(report, r.plot_k)
 

@@ -1,7 +1,8 @@
 """Per evaluated model (a namespace each): predict + compute_metrics on valid and test; then one
 comparison report per split gathering every model (valid: model selection, test: final numbers).
 
-``create_pipeline(models=...)`` takes the models to evaluate -- names of :data:`DEFAULT_MODELS` or
+``create_pipeline(models=...)`` takes the models to evaluate -- names of :data:`DEFAULT_MODELS`,
+:data:`BASELINE_MODELS` (predictions made by the ``baselines`` pipeline) or
 :class:`~sapo_pipeline.evaluation.predict.ModelSpec` objects (e.g. several seeds of one method) --
 so the caller includes only the models whose training stages exist. Dataset names:
 ``<model>.predictions_<split>``, ``<model>.predict_info_<split>``,
@@ -21,7 +22,7 @@ from sapo_pipeline.pipelines.evaluate import nodes
 
 SPLITS = ("valid", "test")
 DEFAULT_MODELS: dict[str, ModelSpec] = {
-    "sid_only": ModelSpec("sid_only", "align_model", reasoning=False, prompt_task="seq_sid"),
+    "sid_only": ModelSpec("sid_only", "align_model", reasoning=False, prompt_task="sid_sequence"),
     "sft_reasoning": ModelSpec("sft_reasoning", "reason_model", reasoning=True,
                                prompt_task="reasoning"),
     "grpo": ModelSpec("grpo", "grpo.rl_model", reasoning=True, prompt_task="reasoning",
@@ -31,6 +32,9 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
     "rere": ModelSpec("rere", "rere.rl_model", reasoning=True, prompt_task="reasoning",
                      training_log="rere.rl_log"),
 }
+#: Classic baselines (their predictions come from the ``baselines`` pipeline).
+BASELINE_MODELS: dict[str, ModelSpec] = {
+    name: ModelSpec.for_baseline(name) for name in ("popularity", "sasrec")}
 _SHARED = ("samples", "sid_table", "items")
 _PARAMS = {"params:evaluate", "params:teacher_corpus"}
 
@@ -38,30 +42,38 @@ _PARAMS = {"params:evaluate", "params:teacher_corpus"}
 def _spec(model: str | ModelSpec) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
-    if model not in DEFAULT_MODELS:
-        raise ValueError(f"unknown evaluated model {model!r}; known: {list(DEFAULT_MODELS)} "
+    known = {**DEFAULT_MODELS, **BASELINE_MODELS}
+    if model not in known:
+        raise ValueError(f"unknown evaluated model {model!r}; known: {list(known)} "
                          f"(or pass a ModelSpec)")
-    return DEFAULT_MODELS[model]
+    return known[model]
 
 
 def model_pipeline(spec: ModelSpec, splits: Sequence[str] = SPLITS) -> Pipeline:
     """predict -> compute_metrics for every split, namespaced ``spec.name``."""
     template = []
     for split in splits:
+        if not spec.baseline:
+            template.append(Node(
+                nodes.make_predict(spec, split),
+                ["model", *_SHARED, "params:teacher_corpus", "params:evaluate"],
+                [f"predictions_{split}", f"predict_info_{split}"], name=f"predict_{split}"))
         template += [
-            Node(nodes.make_predict(spec, split),
-                 ["model", *_SHARED, "params:teacher_corpus", "params:evaluate"],
-                 [f"predictions_{split}", f"predict_info_{split}"], name=f"predict_{split}"),
             Node(nodes.make_compute_metrics(spec, split),
                  [f"predictions_{split}", "samples", "sid_table", "params:evaluate"],
                  [f"sample_metrics_{split}", f"metrics_{split}"], name=f"compute_metrics_{split}"),
         ]
-    return Pipeline(template, namespace=spec.name,
-                    inputs={"model": spec.model_input, **{d: d for d in _SHARED}},
-                    parameters=_PARAMS, tags=["evaluate", f"evaluate_{spec.name}"])
+    if spec.baseline:  # predictions made by the baselines pipeline
+        inputs = {"samples": "samples", "sid_table": "sid_table",
+                  **{f"predictions_{s}": f"{spec.name}.baseline_predictions_{s}" for s in splits}}
+    else:
+        inputs = {"model": spec.model_input, **{d: d for d in _SHARED}}
+    return Pipeline(template, namespace=spec.name, inputs=inputs,
+                    parameters={"params:evaluate"} if spec.baseline else _PARAMS,
+                    tags=["evaluate", f"evaluate_{spec.name}"])
 
 
-def create_pipeline(models: Sequence[str | ModelSpec] = tuple(DEFAULT_MODELS),
+def create_pipeline(models: Sequence[str | ModelSpec] = (*DEFAULT_MODELS, *BASELINE_MODELS),
                     splits: Sequence[str] = SPLITS, **kwargs) -> Pipeline:
     """The evaluation of ``models`` on ``splits``, with one comparison report per split."""
     specs = [_spec(m) for m in models]

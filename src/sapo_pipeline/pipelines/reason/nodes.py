@@ -18,9 +18,12 @@ def _cfg(params: dict[str, Any]) -> ReasonConfig:
 
 
 def train_reason_model(align_model: Checkpoint, reasoning_corpus: pl.DataFrame,
-                       params: dict[str, Any]) -> tuple[Checkpoint, str]:
-    """Continue Stage 1's model on the reasoning corpus; the model and its log (CSV)."""
-    checkpoint, log = train_reason(align_model, reasoning_corpus, _cfg(params))
+                       alignment_corpus: pl.DataFrame, params: dict[str, Any]
+                       ) -> tuple[Checkpoint, str]:
+    """Continue Stage 1's model on the reasoning corpus (+ replayed Stage-1 rows); the model and
+    its log (CSV)."""
+    checkpoint, log = train_reason(align_model, reasoning_corpus, _cfg(params),
+                                   alignment=alignment_corpus)
     return checkpoint, log_to_csv(log)
 
 

@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 nodes.train_reason_model,
-                ["align_model", "reasoning_corpus", "params:reason"],
+                ["align_model", "reasoning_corpus", "alignment_corpus", "params:reason"],
                 ["reason_model", "reason_log"],
                 name="train_reason_model",
             ),

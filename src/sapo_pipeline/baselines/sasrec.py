@@ -1,0 +1,213 @@
+"""SASRec (Kang & McAuley 2018): causal self-attention over the item sequence.
+
+Model: item embeddings (id 0 = padding, catalog item ``i`` = row ``i + 1``) scaled by
+``sqrt(hidden)`` plus learned position embeddings (counted back from the last item, as the
+original's left padding makes them; rows are right-padded, so no item attends to padding), dropout, ``blocks`` pre-norm transformer blocks
+with causal self-attention, a final layer norm. The score of item ``j`` after position ``t`` is
+``h_t . E_j`` (tied item embeddings).
+
+Training (:func:`train_sasrec`): every position of each user's chronological train sequence
+(:func:`~sapo_pipeline.data.sequences.windows` of ``max_len`` items), Adam, full-softmax
+cross-entropy over all catalog items (``loss: ce``) or the original paper's binary cross-entropy
+with one uniformly sampled negative per position (``loss: bce``). After every ``eval_every``
+epochs the valid NDCG@``select_k`` of the full ranking is computed on the valid rows; training
+stops after ``patience`` evaluations without improvement and the best epoch's weights are kept.
+
+Inference (:func:`rank_items`): the sample's history (as every other model sees it), the score
+at its last position over the whole catalog, top-K. History items stay in the ranking (the
+published protocol, as for the generative models).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from sapo_pipeline.baselines.config import SASRecConfig
+from sapo_pipeline.data.sequences import user_sequences, windows
+
+log = logging.getLogger(__name__)
+
+
+class SASRec(nn.Module):
+    """The SASRec network (see the module docstring)."""
+
+    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        self.n_items, self.hidden, self.max_len = n_items, cfg.hidden, cfg.max_len
+        self.items = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
+        self.positions = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.dropout = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(cfg.hidden, cfg.heads, cfg.hidden,
+                                           cfg.dropout, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, cfg.blocks, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.hidden)
+        nn.init.normal_(self.items.weight, std=cfg.hidden ** -0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        """``[B, T]`` padded item rows (0 = pad, right-padded) -> ``[B, T, hidden]``."""
+        t = seq.shape[1]
+        real = seq > 0
+        # positions count back from each row's last item (as SASRec's left padding does), so the
+        # position a prediction is made from is always a trained one, whatever the length
+        pos = (real.sum(1, keepdim=True) - 1 - torch.arange(t, device=seq.device)).clamp(min=0)
+        x = self.items(seq) * math.sqrt(self.hidden) + self.positions(pos)
+        x = self.dropout(x) * real.unsqueeze(-1)
+        causal = torch.triu(torch.full((t, t), float("-inf"), device=seq.device), diagonal=1)
+        return self.norm(self.blocks(x, mask=causal, is_causal=True))
+
+    def scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``[..., hidden]`` -> ``[..., n_items]`` scores of every catalog item."""
+        return hidden @ self.items.weight[1:].T
+
+
+@dataclass
+class SASRecResult:
+    """A trained SASRec, its per-evaluation log and a JSON-able summary."""
+
+    model: SASRec
+    log: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _pad(rows: list[list[int]], width: int) -> np.ndarray:
+    """Right-padded ``[len(rows), width]`` of catalog rows (item id + 1; the last ``width``)."""
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    for r, seq in enumerate(rows):
+        seq = seq[-width:]
+        out[r, :len(seq)] = np.asarray(seq, dtype=np.int64) + 1
+    return out
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("sasrec.device='cuda' but no GPU is available")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def rank_items(model: SASRec, histories: list[list[int]], k: int, batch_size: int = 512
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, k]`` top items (catalog ids) and scores after each history (full ranking)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    k = min(k, model.n_items)
+    top_i, top_s = [], []
+    for start in range(0, len(histories), batch_size):
+        chunk = histories[start:start + batch_size]
+        if any(len(h) == 0 for h in chunk):
+            raise ValueError("rank_items: every history needs at least one item")
+        seq = torch.from_numpy(_pad(chunk, model.max_len)).to(dev)
+        last = (seq > 0).sum(1) - 1
+        h = model(seq)[torch.arange(len(chunk), device=dev), last]
+        s, i = model.scores(h).topk(k, dim=-1)
+        top_i.append(i.cpu().numpy())
+        top_s.append(s.float().cpu().numpy())
+    return np.concatenate(top_i), np.concatenate(top_s)
+
+
+def ndcg_at(top: np.ndarray, targets: np.ndarray, k: int) -> float:
+    """Mean NDCG@k of one target per row, given ``[n, >=k]`` ranked items."""
+    hit = top[:, :k] == np.asarray(targets)[:, None]
+    gain = 1.0 / np.log2(hit.argmax(1) + 2.0)
+    return float(np.where(hit.any(1), gain, 0.0).mean())
+
+
+def _loss(model: SASRec, batch: torch.Tensor, cfg: SASRecConfig, gen: torch.Generator
+          ) -> torch.Tensor:
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    mask = (inputs > 0) & (targets > 0)
+    h = model(inputs)[mask]  # [N, hidden]
+    pos = targets[mask] - 1
+    if cfg.loss == "ce":
+        return nn.functional.cross_entropy(model.scores(h), pos)
+    neg = torch.randint(0, model.n_items, pos.shape, generator=gen).to(pos.device)
+    emb = model.items.weight[1:]
+    pos_s, neg_s = (h * emb[pos]).sum(-1), (h * emb[neg]).sum(-1)
+    return (nn.functional.softplus(-pos_s) + nn.functional.softplus(neg_s)).mean()
+
+
+def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
+                 ) -> SASRecResult:
+    """Train on the train split's sequences, select on valid (see the module docstring)."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed)
+    threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    dev = _device(cfg.device)
+    seqs = user_sequences(samples, "train")
+    chunks = [items for items, _ in windows(seqs.items, cfg.max_len + 1)]  # first target: 1
+    data = torch.from_numpy(_pad(chunks, cfg.max_len + 1))
+    valid = samples.filter(pl.col("split") == "valid").sort("sample_id")
+    if cfg.max_valid_rows is not None and valid.height > cfg.max_valid_rows:
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(valid.height, cfg.max_valid_rows,
+                                                              replace=False))
+        valid = valid[pick.tolist()]
+    if valid.height == 0:
+        raise ValueError("sasrec: no valid rows to select on")
+    v_hist = [list(h) for h in valid["history"]]
+    v_target = valid["target"].to_numpy()
+    model = SASRec(n_items, cfg).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best, best_state, best_epoch, stale = -1.0, None, 0, 0
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", disable=not cfg.progress_bar,
+               leave=False)
+    try:
+        for epoch in bar:
+            model.train()
+            order = torch.randperm(len(data), generator=gen)
+            losses = []
+            for b in range(0, len(order), cfg.batch_size):
+                batch = data[order[b:b + cfg.batch_size]].to(dev)
+                loss = _loss(model, batch, cfg, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            if epoch % cfg.eval_every and epoch != cfg.max_epochs:
+                continue
+            top, _ = rank_items(model, v_hist, cfg.select_k, cfg.eval_batch_size)
+            score = ndcg_at(top, v_target, cfg.select_k)
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
+                            f"valid_ndcg@{cfg.select_k}": score,
+                            "seconds": round(time.perf_counter() - start, 2)})
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}", ndcg=f"{score:.4f}")
+            if score > best:
+                best, best_state, best_epoch, stale = score, copy.deepcopy(model.state_dict()), \
+                    epoch, 0
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+    finally:
+        torch.set_num_threads(threads)
+    model.load_state_dict(best_state)
+    model.eval()
+    summary = {"best_epoch": best_epoch, f"best_valid_ndcg@{cfg.select_k}": best,
+               "epochs_run": history[-1]["epoch"], "train_windows": len(chunks),
+               "train_sequences": len(seqs), "train_transitions": seqs.transitions,
+               "valid_rows": valid.height, "loss": cfg.loss,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "seconds": round(time.perf_counter() - start, 2)}
+    log.info("sasrec: best valid NDCG@%d %.4f at epoch %d (%d epochs, %.0fs)", cfg.select_k,
+             best, best_epoch, summary["epochs_run"], summary["seconds"])
+    return SASRecResult(model=model.cpu(), log=history, summary=summary)
