@@ -14,7 +14,7 @@ from sapo_pipeline.config_utils import ConfigError, from_dict
 from sapo_pipeline.data.schema import SAMPLE_SCHEMA
 from sapo_pipeline.sid.catalog import build_sid_table, format_sid, sid_token
 from sapo_pipeline.teacher.base import Outcome
-from sapo_pipeline.teacher.config import TeacherCorpusConfig
+from sapo_pipeline.teacher.config import RuleTeacherConfig, TeacherCorpusConfig
 from sapo_pipeline.teacher.corpus import (
     CORPUS_SCHEMA,
     build_alignment_corpus,
@@ -142,9 +142,10 @@ def test_rule_teacher_is_deterministic_and_varied(tables):
     items, samples, sids, table = tables
     ctx = build_context(items, sids, table, PromptConfig())
     reqs = reasoning_requests(ctx, samples)
-    a = [o.value for o in RuleTeacher(seed=0).reason_steps_batch(reqs)]
-    b = [o.value for o in RuleTeacher(seed=0).reason_steps_batch(reqs)]
-    c = [o.value for o in RuleTeacher(seed=1).reason_steps_batch(reqs)]
+    verbose = RuleTeacherConfig(style="verbose")  # concise blocks have one template per step
+    a = [o.value for o in RuleTeacher(verbose, seed=0).reason_steps_batch(reqs)]
+    b = [o.value for o in RuleTeacher(verbose, seed=0).reason_steps_batch(reqs)]
+    c = [o.value for o in RuleTeacher(verbose, seed=1).reason_steps_batch(reqs)]
     assert a == b
     assert a != c
     openings = {blocks[0].split()[0] for blocks in a}
@@ -360,3 +361,22 @@ def test_sid_sequence_rows_cover_every_train_transition_and_continue_into_decodi
     ctx = build_context(items, sids, table, bad.prompts)
     with pytest.raises(ValueError, match="templates.sid_sequence: the prompt of a history must"):
         build_alignment_corpus(ctx, samples, RuleTeacher(), bad)
+
+
+def test_concise_style_names_group_type_and_item_in_short_blocks(tables):
+    items, samples, sids, table = tables
+    ctx = build_context(items, sids, table, PromptConfig())
+    reqs = reasoning_requests(ctx, samples)
+    verbose = RuleTeacher(RuleTeacherConfig(style="verbose"), seed=0).reason_steps_batch(reqs)
+    concise = RuleTeacher(seed=0).reason_steps_batch(reqs)  # the default
+    for req, v, c in zip(reqs, verbose, concise):
+        assert c.ok and len(c.value) == 3
+        assert c.value[0].startswith("Group: ") and c.value[1].startswith("Type: ")
+        assert c.value[2].startswith("Item: ")
+        assert not SID_TEXT.search(" ".join(c.value))
+        assert sum(map(len, c.value)) < sum(map(len, v.value))
+    first = reqs[0]  # history [0, 1] -> 2: same level-1 and level-2 prefix as its history
+    assert concise[0].value[0].endswith("(as before).")
+    with pytest.raises(ValueError, match="style='terse'"):
+        RuleTeacherConfig(style="terse")
+    assert first.codes == (0, 0, 2)

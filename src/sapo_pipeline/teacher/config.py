@@ -48,10 +48,19 @@ def _positive(obj: Any, *names: str, allow_zero: bool = False) -> None:
             raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+RULE_STYLES = ("verbose", "concise")
+
+
 @dataclass
 class RuleTeacherConfig:
     """The offline templated teacher."""
 
+    style: str = field(
+        default="concise",
+        metadata={"help": "Reasoning blocks: verbose (1-2 sentences per step, citing the history "
+                          "and the group's words) | concise (one short clause per step: the "
+                          "group, the sub-type, the item; ~4x fewer think tokens to train on "
+                          "and to decode)."})
     max_history_mentions: int = field(
         default=3, metadata={"help": "History titles a reasoning block may cite."})
     max_title_chars: int = field(
@@ -61,6 +70,8 @@ class RuleTeacherConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "max_history_mentions", "max_title_chars", "max_description_chars")
+        if self.style not in RULE_STYLES:
+            raise ValueError(f"style={self.style!r}: expected one of {list(RULE_STYLES)}")
 
 
 @dataclass
@@ -205,7 +216,8 @@ class AlignmentConfig:
     tasks: tuple[str, ...] = field(
         default=ALIGNMENT_TASKS, metadata={"help": f"Tasks to build, among {ALIGNMENT_TASKS}."})
     max_train_per_task: int = field(
-        default=3000, metadata={"help": "Train examples per task (0: none)."})
+        default=1000, metadata={"help": "Train examples per task (0: none); sid_sequence "
+                                        "keeps every window unless caps names it."})
     max_valid_per_task: int = field(
         default=200, metadata={"help": "Valid examples per task (0: none)."})
     caps: dict[str, dict[str, int]] = field(
@@ -257,7 +269,7 @@ class ReasoningConfig:
     """The stage-2 reasoning corpus (step-aligned layout)."""
 
     enabled: bool = field(default=True, metadata={"help": "Build the reasoning corpus."})
-    max_train: int = field(default=5000, metadata={"help": "Train samples explained (cap)."})
+    max_train: int = field(default=10000, metadata={"help": "Train samples explained (cap)."})
     max_valid: int = field(default=300, metadata={"help": "Valid samples explained (cap)."})
 
     def __post_init__(self) -> None:

@@ -281,9 +281,21 @@ class RuleTeacher(Teacher):
         return rng.choice(_LAST).format(title=title, label=label, why=why,
                                         by_brand=_by_brand(brand, title))
 
+    def _concise(self, req: ReasoningRequest, labels: list[str]) -> list[str]:
+        """One clause per step: whether the history stays in each group, then the item."""
+        blocks = []
+        for level in range(1, len(req.codes)):
+            stays = bool(req.history) and self._same_prefix(req, level) > 0
+            kind = "Group" if level == 1 else "Type"
+            blocks.append(f"{kind}: {labels[level - 1]} ({'as before' if stays else 'new'}).")
+        blocks.append(f"Item: {self._title(req.target)}.")
+        return [clean_block(b) for b in blocks]
+
     def _reason(self, req: ReasoningRequest) -> list[str]:
         rng = self._rng("reason", req.key)
         labels = self._labels(req)
+        if self.cfg.style == "concise":
+            return self._concise(req, labels)
         blocks: list[str] = []
         for level in range(1, len(req.codes)):
             summary = req.hierarchy[level - 1]
