@@ -369,7 +369,7 @@ def test_concise_style_names_group_type_and_item_in_short_blocks(tables):
     reqs = reasoning_requests(ctx, samples)
     verbose = RuleTeacher(RuleTeacherConfig(style="verbose"), seed=0).reason_steps_batch(reqs)
     concise = RuleTeacher(seed=0).reason_steps_batch(reqs)  # the default
-    for req, v, c in zip(reqs, verbose, concise):
+    for v, c in zip(verbose, concise, strict=True):
         assert c.ok and len(c.value) == 3
         assert c.value[0].startswith("Group: ") and c.value[1].startswith("Type: ")
         assert c.value[2].startswith("Item: ")
