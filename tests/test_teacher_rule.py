@@ -25,7 +25,7 @@ from sapo_pipeline.teacher.corpus import (
 )
 from sapo_pipeline.teacher.hierarchy import Hierarchy, HierarchyConfig, build_hierarchy
 from sapo_pipeline.teacher.layout import parse_steps
-from sapo_pipeline.teacher.prompts import PromptConfig, PromptRenderer
+from sapo_pipeline.teacher.prompts import ALIGNMENT_TASKS, PromptConfig, PromptRenderer
 from sapo_pipeline.teacher.rule import RuleTeacher
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +79,7 @@ def tables():
 
 
 def small_cfg(**alignment) -> TeacherCorpusConfig:
+    alignment = {"tasks": list(ALIGNMENT_TASKS), **alignment}  # every task, not the default mix
     return from_dict(TeacherCorpusConfig, {
         "alignment": {"max_train_per_task": 50, "max_valid_per_task": 50, **alignment},
         "reasoning": {"max_train": 50, "max_valid": 50}})
@@ -311,7 +312,7 @@ def test_nodes_run_and_catalog_covers_outputs(tables):
     json.dumps(report)  # the JSON dataset can write it
     assert report["reasoning"]["tasks"]["reasoning"]["train"]["rows"] == 10
     assert report["teacher_totals"]["requests_made"] == 0
-    assert report["alignment"]["tasks"]["seq_sid"]["valid"]["response_chars"]["max"] == 15
+    assert report["alignment"]["tasks"]["sid_sequence"]["valid"]["response_chars"]["max"] == 15
 
     pipe = create_pipeline()
     assert {n.name for n in pipe.nodes} == {"build_hierarchy", "synthesize_alignment_corpus",

@@ -9,6 +9,7 @@ from sapo_pipeline.teacher.hierarchy import HierarchyConfig
 from sapo_pipeline.teacher.prompts import (
     ALIGNMENT_TASKS,
     ALL_POSITION_TASKS,
+    DEFAULT_ALIGNMENT_TASKS,
     PromptConfig,
     template_fields,
 )
@@ -214,7 +215,8 @@ class AlignmentConfig:
     """Which stage-1 tasks to build and how many examples each (caps keep CPU runs small)."""
 
     tasks: tuple[str, ...] = field(
-        default=ALIGNMENT_TASKS, metadata={"help": f"Tasks to build, among {ALIGNMENT_TASKS}."})
+        default=DEFAULT_ALIGNMENT_TASKS,
+        metadata={"help": f"Tasks to build, among {ALIGNMENT_TASKS}."})
     max_train_per_task: int = field(
         default=1000, metadata={"help": "Train examples per task (0: none); sid_sequence "
                                         "keeps every window unless caps names it."})
