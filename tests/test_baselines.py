@@ -82,9 +82,10 @@ def test_sasrec_learns_a_deterministic_rule_to_near_perfect_recall_at_1():
             seq.append(int(succ[seq[-1]]))
         seqs[f"u{u}"] = seq
     s = _samples(seqs, split_of=lambda u, p, n_: "valid" if p == n_ - 1 else "train")
+    # valid predicts from one position further than any train sequence: positions counted back
+    # from the last item make that position a trained one
     cfg = SASRecConfig(hidden=32, max_len=8, max_epochs=40, patience=40, lr=5e-3, dropout=0.0,
-                       batch_size=32,
-                       progress_bar=False, seed=1)
+                       batch_size=32, positions="from_end", progress_bar=False, seed=1)
     result = train_sasrec(s, n, cfg)
     valid = s.filter(pl.col("split") == "valid")
     top, scores = rank_items(result.model, [list(h) for h in valid["history"]], 5)

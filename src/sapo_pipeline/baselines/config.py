@@ -44,10 +44,14 @@ class SASRecConfig:
     hidden: int = field(default=64, metadata={"help": "Item / position embedding width."})
     blocks: int = field(default=2, metadata={"help": "Causal self-attention blocks."})
     heads: int = field(default=1, metadata={"help": "Attention heads per block."})
-    dropout: float = field(default=0.2, metadata={"help": "Dropout on embeddings and blocks."})
+    dropout: float = field(default=0.5, metadata={"help": "Dropout on embeddings and blocks."})
     max_len: int = field(
         default=50, metadata={"help": "Items per training window (and learned positions); user "
                                       "sequences are cut into windows overlapping by one item."})
+    positions: str = field(
+        default="from_start",
+        metadata={"help": "Learned positions counted from_start (the window's first item) or "
+                          "from_end (back from its last item, as the original's left padding)."})
     loss: str = field(
         default="ce",
         metadata={"help": "ce: full-softmax cross-entropy over all items (the strong variant); "
@@ -80,6 +84,8 @@ class SASRecConfig:
         _check(o, "weight_decay", self.weight_decay, inclusive=True)
         if self.hidden % self.heads:
             raise ValueError(f"{o}.hidden={self.hidden} must be divisible by heads={self.heads}")
+        if self.positions not in ("from_start", "from_end"):
+            raise ValueError(f"{o}.positions={self.positions!r}: expected from_start | from_end")
         if self.loss not in LOSSES:
             raise ValueError(f"{o}.loss={self.loss!r}: expected one of {list(LOSSES)}")
         if self.device not in DEVICES:

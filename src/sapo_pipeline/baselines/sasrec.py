@@ -1,8 +1,9 @@
 """SASRec (Kang & McAuley 2018): causal self-attention over the item sequence.
 
 Model: item embeddings (id 0 = padding, catalog item ``i`` = row ``i + 1``) scaled by
-``sqrt(hidden)`` plus learned position embeddings (counted back from the last item, as the
-original's left padding makes them; rows are right-padded, so no item attends to padding), dropout, ``blocks`` pre-norm transformer blocks
+``sqrt(hidden)`` plus learned position embeddings (``positions``: counted from the first item,
+or back from the last as the original's left padding makes them; rows are right-padded, so no
+item attends to padding), dropout, ``blocks`` pre-norm transformer blocks
 with causal self-attention, a final layer norm. The score of item ``j`` after position ``t`` is
 ``h_t . E_j`` (tied item embeddings).
 
@@ -44,6 +45,7 @@ class SASRec(nn.Module):
     def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
         super().__init__()
         self.n_items, self.hidden, self.max_len = n_items, cfg.hidden, cfg.max_len
+        self.from_end = cfg.positions == "from_end"
         self.items = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.positions = nn.Embedding(cfg.max_len, cfg.hidden)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -60,9 +62,9 @@ class SASRec(nn.Module):
         """``[B, T]`` padded item rows (0 = pad, right-padded) -> ``[B, T, hidden]``."""
         t = seq.shape[1]
         real = seq > 0
-        # positions count back from each row's last item (as SASRec's left padding does), so the
-        # position a prediction is made from is always a trained one, whatever the length
-        pos = (real.sum(1, keepdim=True) - 1 - torch.arange(t, device=seq.device)).clamp(min=0)
+        pos = torch.arange(t, device=seq.device).expand_as(seq)
+        if self.from_end:  # count back from each row's last item, as SASRec's left padding does
+            pos = (real.sum(1, keepdim=True) - 1 - pos).clamp(min=0)
         x = self.items(seq) * math.sqrt(self.hidden) + self.positions(pos)
         x = self.dropout(x) * real.unsqueeze(-1)
         causal = torch.triu(torch.full((t, t), float("-inf"), device=seq.device), diagonal=1)
@@ -169,7 +171,8 @@ def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
     best, best_state, best_epoch, stale = -1.0, None, 0, 0
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
-    bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec", disable=not cfg.progress_bar,
+    bar = tqdm(range(1, cfg.max_epochs + 1), desc="sasrec",
+               disable=None if cfg.progress_bar else True,  # None: off unless a tty
                leave=False)
     try:
         for epoch in bar:

@@ -245,7 +245,7 @@ def train_sft(
     params = [p for p in model.parameters() if p.requires_grad]
     clip = cfg.max_grad_norm if cfg.max_grad_norm is not None else math.inf
     bar = tqdm(total=total, initial=state.step, desc=stage, dynamic_ncols=True,
-               disable=not (main and cfg.progress_bar))
+               disable=None if (main and cfg.progress_bar) else True)  # None: off unless a tty
 
     def notify(event: str) -> None:
         for cb in callbacks:

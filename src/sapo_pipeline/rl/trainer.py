@@ -243,7 +243,8 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         acc.wait_for_everyone()
 
     bar = tqdm(total=cfg.steps, initial=state.step, desc=f"rl-{cfg.algorithm}",
-               dynamic_ncols=True, disable=not (main and cfg.progress_bar))
+               dynamic_ncols=True,
+               disable=None if (main and cfg.progress_bar) else True)  # None: off unless a tty
     while not state.completed and state.step < cfg.steps:
         step = state.step
         idx = plan.step(step)[rank * local:(rank + 1) * local]
