@@ -66,6 +66,19 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> 
         raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
 
 
+def from_tagged_dict(data: Any, tag: str, classes: Mapping[str, type], where: str = ""
+                     ) -> tuple[str, Any]:
+    """``(name, config)`` from a parameter dict whose ``tag`` key names one of ``classes`` and
+    whose other keys are that class's fields (e.g. ``{algorithm: sapo, ...}``)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    rest = dict(data)
+    name = rest.pop(tag, None)
+    if name not in classes:
+        raise ConfigError(f"{where}.{tag}={name!r}: expected one of {sorted(classes)}")
+    return name, from_dict(classes[name], rest, where)
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     """A dataclass as plain JSON-friendly dicts (tuples become lists)."""
     def _plain(v: Any) -> Any:

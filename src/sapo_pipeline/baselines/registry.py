@@ -17,7 +17,7 @@ import polars as pl
 
 from sapo_pipeline.baselines import popularity
 from sapo_pipeline.baselines.config import PopularityConfig, SASRecConfig
-from sapo_pipeline.config_utils import ConfigError, from_dict
+from sapo_pipeline.config_utils import from_tagged_dict
 
 State = dict[str, np.ndarray]
 
@@ -75,13 +75,7 @@ KINDS: dict[str, BaselineKind] = {
 def baseline_config_from_dict(data: Mapping[str, Any], where: str = "baseline"
                               ) -> tuple[str, Any]:
     """``(kind, config)`` from a parameter dict holding ``kind`` and that kind's fields."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    rest = dict(data)
-    kind = rest.pop("kind", None)
-    if kind not in KINDS:
-        raise ConfigError(f"{where}.kind={kind!r}: expected one of {sorted(KINDS)}")
-    return kind, from_dict(KINDS[kind].config, rest, where)
+    return from_tagged_dict(data, "kind", {k: v.config for k, v in KINDS.items()}, where)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sapo_pipeline.config_utils import ConfigError, from_dict
+from sapo_pipeline.config_utils import from_tagged_dict
 
 RESUME_MODES = ("auto", "never", "require")
 STD_MODES = ("sample", "population")
@@ -401,13 +401,7 @@ def rl_config_from_dict(data: Mapping[str, Any] | RLTrainConfig, where: str = "r
     """The algorithm's config from a parameter dict holding ``algorithm`` and its fields."""
     if isinstance(data, RLTrainConfig):
         return data
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    rest = dict(data)
-    algorithm = rest.pop("algorithm", None)
-    if algorithm not in ALGORITHMS:
-        raise ConfigError(f"{where}.algorithm={algorithm!r}: expected one of {sorted(ALGORITHMS)}")
-    return from_dict(ALGORITHMS[algorithm], rest, where)
+    return from_tagged_dict(data, "algorithm", ALGORITHMS, where)[1]
 
 
 @dataclass
