@@ -92,6 +92,9 @@ def test_smoke_run_of_align_then_reason(tmp_path):
         for name in ("sid_table", "alignment_corpus", "reasoning_corpus")}), encoding="utf-8")
     for f in ("parameters_align.yml", "parameters_reason.yml"):
         shutil.copy(CONF / "smoke" / f, env / f)
+    align_params = _yaml(env / "parameters_align.yml")
+    align_params["align"]["eval"]["task"] = "seq_sid"  # the hand-made corpus's sequence task
+    (env / "parameters_align.yml").write_text(yaml.safe_dump(align_params), encoding="utf-8")
     kedro_helpers.kedro(project, "run", "--env", "sft_e2e", "--pipelines", "align")
     kedro_helpers.kedro(project, "run", "--env", "sft_e2e", "--pipelines", "reason")
     data = project / "data"
