@@ -225,3 +225,10 @@ def test_select_rows_is_a_seeded_subset_of_one_split():
 def test_metric_names_order():
     assert metric_names((1, 5), 2) == ["recall@1", "recall@5", "ndcg@1", "ndcg@5", "validity",
                                        "level_acc_1", "level_acc_2", "prefix_acc_1", "prefix_acc_2"]
+
+
+def test_ndcg_of_ranks_is_the_ndcg_column_gain():
+    from sapo_pipeline.evaluation.metrics import ndcg_of_ranks
+
+    got = ndcg_of_ranks(np.array([0, 1, -1, 10, 9]), 10)
+    np.testing.assert_allclose(got, [1.0, 1 / np.log2(3), 0.0, 0.0, 1 / np.log2(11)])

@@ -35,6 +35,7 @@ from torch import nn
 
 from sapo_pipeline.baselines.config import SASRecConfig
 from sapo_pipeline.data.sequences import user_sequences, windows
+from sapo_pipeline.evaluation.metrics import ndcg_of_ranks
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,7 @@ def rank_items(model: SASRec, histories: list[list[int]], k: int, batch_size: in
 def ndcg_at(top: np.ndarray, targets: np.ndarray, k: int) -> float:
     """Mean NDCG@k of one target per row, given ``[n, >=k]`` ranked items."""
     hit = top[:, :k] == np.asarray(targets)[:, None]
-    gain = 1.0 / np.log2(hit.argmax(1) + 2.0)
-    return float(np.where(hit.any(1), gain, 0.0).mean())
+    return float(ndcg_of_ranks(np.where(hit.any(1), hit.argmax(1), -1), k).mean())
 
 
 def _loss(model: SASRec, batch: torch.Tensor, cfg: SASRecConfig, gen: torch.Generator

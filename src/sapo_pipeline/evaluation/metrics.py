@@ -47,6 +47,14 @@ def convention_text(exclude_history: bool) -> str:
     return CONVENTION_EXCLUDED if exclude_history else CONVENTION_KEPT
 
 
+def ndcg_of_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-row NDCG@k of one relevant item found at 0-based rank ``ranks[i]`` (-1: not found):
+    ``1 / log2(r + 2)`` for ``0 <= r < k``, else 0 (the same gain as the ``ndcg@K`` column)."""
+    ranks = np.asarray(ranks)
+    hit = (ranks >= 0) & (ranks < k)
+    return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
+
+
 def metric_names(ks: tuple[int, ...] | list[int], levels: int) -> list[str]:
     """Per-sample metric columns in report order."""
     names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks] + ["validity"]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sapo_pipeline.evaluation.metrics import ndcg_of_ranks
 from sapo_pipeline.model.rng import gather_rng_state, set_rng_state
 from sapo_pipeline.model.schedule import build_optimizer, build_scheduler
 from sapo_pipeline.model.sft import make_accelerator, use_bf16
@@ -109,15 +110,14 @@ def _rollout_to(rollout: Any, device: torch.device) -> Any:
 
 def ranking_sums(hits: Sequence[Sequence[Any]], targets: np.ndarray) -> tuple[float, float]:
     """Summed NDCG@B and Recall@B of beam lists (``.codes``, ``.score``) against target SIDs."""
-    ndcg = recall = 0.0
+    ranks = []
     for beams, target in zip(hits, targets):
         ordered = sorted(beams, key=lambda h: -float(h.score))
         codes = [tuple(int(c) for c in h.codes) for h in ordered]
         want = tuple(int(c) for c in target)
-        if want in codes:
-            ndcg += 1.0 / math.log2(codes.index(want) + 2)
-            recall += 1.0
-    return ndcg, recall
+        ranks.append(codes.index(want) if want in codes else -1)
+    ranks = np.asarray(ranks, dtype=np.int64)
+    return float(ndcg_of_ranks(ranks, 1 << 30).sum()), float((ranks >= 0).sum())
 
 
 def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrainConfig, *,
