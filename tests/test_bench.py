@@ -36,3 +36,18 @@ def test_decoding_bench_quick_mode_agrees_with_generate(tmp_path: Path):
                "--items", "300", "--skip-reasoning", "--preset", "tiny")
     assert res["beam"]["ratio"] > 0 and res["sample"]["ratio"] > 0
     assert res["beam"]["top_b_sets_agree"] == "4/4"
+
+
+@pytest.mark.slow
+def test_decoding_bench_stepwise_row_agrees_with_today_and_generate(tmp_path: Path):
+    res = _run("decoding/run.py", tmp_path / "decoding.json", "--prompts", "4", "--repeats", "1",
+               "--items", "300", "--preset", "tiny", "--think-cap", "4", "--group", "4",
+               "--stepwise-batch", "4", "--today-batch", "2")
+    sw = res["stepwise_beam"]
+    assert sw["top_b_sets_agree_today"] == "4/4"
+    assert sw["top_b_sets_agree_generate"] == "4/4"
+    floor = sw["floor"]
+    assert floor["decoded_tokens_per_prompt"] > 0 and floor["matmul_gflops"] > 0
+    assert floor["ours_over_floor"] == pytest.approx(sw["ours_ms_per_prompt"]
+                                                     / floor["ms_per_prompt"], rel=0.02)
+    assert set(res["goals_met"]) >= {"stepwise_vs_today", "stepwise_floor"}

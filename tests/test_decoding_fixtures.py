@@ -91,16 +91,16 @@ class TableModel(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                past_key_values: _History | None = None, **_: Any) -> SimpleNamespace:
+                cache: _History | None = None, **_: Any) -> SimpleNamespace:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         new_mask = attention_mask[:, -input_ids.shape[1]:]
-        if past_key_values is None:
-            past_key_values = _History(input_ids, new_mask)
+        if cache is None:
+            cache = _History(input_ids, new_mask)
         else:
-            past_key_values.append(input_ids, new_mask)
-        logits = torch.stack([self.score_fn(r) for r in past_key_values.rows()])
-        return SimpleNamespace(logits=logits[:, None, :], past_key_values=past_key_values)
+            cache.append(input_ids, new_mask)
+        logits = torch.stack([self.score_fn(r) for r in cache.rows()])
+        return SimpleNamespace(logits=logits[:, None, :], cache=cache)
 
 
 class CloseBias(nn.Module):
@@ -147,10 +147,10 @@ def test_setup_tokenizer_has_single_sid_tokens() -> None:
 def test_table_model_cache_follows_selected_rows() -> None:
     model = TableModel(5, lambda hist: torch.tensor([float(len(hist)), 0, 0, 0, float(hist[-1])]))
     out = model(input_ids=torch.tensor([[1, 2], [3, 4]]), attention_mask=torch.ones(2, 2))
-    cache = out.past_key_values
+    cache = out.cache
     cache.batch_select_indices(torch.tensor([1, 1, 0]))
     out = model(input_ids=torch.tensor([[0], [2], [1]]),
                 attention_mask=torch.tensor([[1, 1, 0], [1, 1, 1], [1, 1, 1]]),
-                past_key_values=cache)
+                cache=cache)
     assert cache.rows() == [[3, 4], [3, 4, 2], [1, 2, 1]]
     assert out.logits[:, 0, 0].tolist() == [2.0, 3.0, 3.0]

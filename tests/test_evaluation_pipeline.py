@@ -91,7 +91,7 @@ def test_parameters_validate_in_base_and_smoke():
                   smoke.get(k, base[k])) for k in base}
     smoke_cfg = from_dict(EvaluateConfig, merged, "evaluate")
     assert smoke_cfg.rows_for("valid") == smoke_cfg.rows_for("test") == 16
-    assert cfg.rows_for("test") == 1000 and cfg.rows_for("valid") == 100
+    assert cfg.rows_for("test") == 1500 and cfg.rows_for("valid") == 100
     none = from_dict(EvaluateConfig, {**base, "max_samples": None}, "evaluate")
     assert none.rows_for("test") is None and none.rows_for("valid") == 100
     for bad, msg in (({"dev": 5}, "unknown split 'dev'"), ({"valid": 0}, "must be > 0"),

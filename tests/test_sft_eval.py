@@ -56,15 +56,15 @@ class BigramLM(torch.nn.Module):
         self.anchor = torch.nn.Parameter(torch.zeros(1))
         self.calls = 0
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None,
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None,
                 use_cache=False, logits_to_keep=0):
         self.calls += 1
-        seen = past_key_values.n if past_key_values is not None else 0
+        seen = cache.n if cache is not None else 0
         assert attention_mask.shape[1] == seen + input_ids.shape[1]
         logits = self.table[input_ids]
         if logits_to_keep:
             logits = logits[:, -logits_to_keep:]
-        return SimpleNamespace(logits=logits, past_key_values=_Seen(seen + input_ids.shape[1]))
+        return SimpleNamespace(logits=logits, cache=_Seen(seen + input_ids.shape[1]))
 
 
 def _bigram(tok, prefs: dict[str, list[str]]) -> BigramLM:

@@ -137,3 +137,84 @@ def hf_sample(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVocab, gro
         tokens += int((eos_at + 1).sum())
         rows += gen.shape[0]
     return {"mean_response_tokens": tokens / max(rows, 1)}
+
+
+class _StopAfter:
+    """Per-row stopping criterion: a row is done once its last token is ``token``."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        return input_ids[:, -1] == self.token
+
+
+@torch.no_grad()
+def hf_stepwise_beam(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVocab,
+                     trie: SIDTrie, num_beams: int, cap: int, batch: int,
+                     min_think: int = 1) -> list[list[tuple[int, ...]]]:
+    """Step-wise beam search (METHOD.md §4) written on top of ``generate``, as a user would:
+    per level, one greedy ``generate`` call writes every beam's thinking block under the layout
+    (``prefix_allowed_tokens_fn``: ``<think>`` forced, no SID / special tokens inside, ``</think>``
+    after ``min_think`` tokens, forced at ``cap``; a per-row stopping criterion at ``</think>``),
+    then one forward pass over each beam scores the level's trie children (full-vocabulary
+    log-softmax), and the best ``num_beams`` per prompt are kept. Same algorithm as
+    ``decoding.beam_search(reasoning=True)``, so the top-B sets should agree."""
+    from transformers import StoppingCriteriaList
+
+    ok = torch.ones(vocab.vocab_size, dtype=torch.bool)
+    ok[vocab.banned_in_think()] = False
+    ok[vocab.think_close_id] = False
+    free = ok.nonzero().flatten()
+    free_close = torch.cat([free, torch.tensor([vocab.think_close_id])])
+    one = {t: torch.tensor([t]) for t in (vocab.think_open_id, vocab.think_close_id,
+                                          vocab.pad_id)}
+    out: list[list[tuple[int, ...]]] = [[] for _ in prompts]
+    for chunk in _chunks(prompts, batch):
+        # beams: (prompt index, response tokens, score, SID prefix)
+        beams = [(i, [], 0.0, ()) for i in chunk]
+        for level in range(vocab.levels):
+            seqs = [list(prompts[i]) + toks for i, toks, _, _ in beams]
+            ids, mask = left_pad(seqs, vocab.pad_id)
+            width = ids.shape[1]
+
+            def fn(batch_id: int, sent: torch.Tensor, width: int = width) -> torch.Tensor:
+                gen = sent[width:]
+                if len(gen) == 0:
+                    return one[vocab.think_open_id]
+                if int(gen[-1]) in (vocab.think_close_id, vocab.pad_id):
+                    return one[vocab.pad_id]
+                n = len(gen) - 1
+                if n >= cap:
+                    return one[vocab.think_close_id]
+                return free_close if n >= min_think else free
+
+            gen = model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                 num_beams=1, max_new_tokens=cap + 2,
+                                 prefix_allowed_tokens_fn=fn,
+                                 stopping_criteria=StoppingCriteriaList(
+                                     [_StopAfter(vocab.think_close_id)]),
+                                 pad_token_id=vocab.pad_id, eos_token_id=vocab.eos_id)
+            blocks = []
+            for row in gen[:, width:].tolist():
+                end = row.index(vocab.think_close_id) + 1
+                blocks.append(row[:end])
+            full = [s + b for s, b in zip(seqs, blocks)]
+            ids, mask = left_pad(full, vocab.pad_id)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos,
+                           logits_to_keep=1).logits[:, -1].float()
+            lp = logits.log_softmax(-1)
+            cand: dict[int, list] = {}
+            for r, (i, toks, score, prefix) in enumerate(beams):
+                for code in trie.children(prefix).tolist():
+                    tid = int(vocab.level_ids[level][code])
+                    cand.setdefault(i, []).append(
+                        (i, toks + blocks[r] + [tid], score + float(lp[r, tid]),
+                         (*prefix, code)))
+            beams = []
+            for i in chunk:
+                beams += sorted(cand[i], key=lambda b: -b[2])[:num_beams]
+        for i, _, _, prefix in beams:
+            out[i].append(prefix)
+    return out

@@ -13,14 +13,20 @@ trained on generated prompts (histories of SIDs and titles), the scratch ``defau
     (nothing recorded; also with ``output_logits=True`` + log-softmax, what an RL loop needs).
 (c) group sampling in the step-aligned layout (thinking blocks capped at ``--think-cap``):
     ours vs ``generate`` with a memoised Python state machine as ``prefix_allowed_tokens_fn``.
-(d) timings only: greedy decoding (what the SFT valid accuracy runs) and step-wise beam search.
+(d) timings only: greedy decoding (what the SFT valid accuracy runs).
+(e) step-wise beam search (reasoning models' evaluation): ours vs the decoder before the
+    shared-prefix KV cache (one cache copy per beam, batches of 8 prompts) vs ``generate`` driven
+    level by level with the layout as ``prefix_allowed_tokens_fn``; the top-B sets must agree;
+    and the arithmetic floor, 2 x parameters x decoded tokens per prompt at the matmul
+    throughput measured here at the decoder's shapes.
 
 The HF prefix functions memoise their answer per generated prefix (a fair, cheap optimisation).
 Each measurement: one warm-up, then ``--repeats`` timed runs alternating the two sides; medians.
 
     python bench/decoding/run.py                      # 50 prompts, 3 repeats
     python bench/decoding/run.py --prompts 8 --repeats 1 --skip-reasoning   # quick check
-Writes bench/results/decoding.json. Goals: >= 5x for beam search, >= 3x for sampling.
+Writes bench/results/decoding.json. Goals: >= 5x for beam search, >= 3x for sampling; step-wise
+beam search >= 3x the former decoder and within 2x of the floor.
 """
 
 from __future__ import annotations
@@ -32,8 +38,6 @@ import os
 import platform
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +52,9 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KEDRO_DISABL
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from common import compare, timed  # noqa: E402
 from hf_side import hf_beam, hf_sample, plain_prefix_fn, reasoning_prefix_fn  # noqa: E402
+from stepwise import add_stepwise_args, bench_stepwise  # noqa: E402
 from world import CODEBOOK, LEVELS, make_world  # noqa: E402
 
 from sapo_pipeline.decoding import (  # noqa: E402
@@ -58,35 +64,8 @@ from sapo_pipeline.decoding import (  # noqa: E402
 )
 from sapo_pipeline.model.backbone import BackboneConfig, build_model  # noqa: E402
 
-GOALS = {"beam": 5.0, "sample": 3.0}
+GOALS = {"beam": 5.0, "sample": 3.0, "stepwise": 3.0, "stepwise_floor": 2.0}
 log = logging.getLogger("bench.decoding")
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
-def compare(name: str, ours: Callable[[], Any], theirs: Callable[[], Any], repeats: int,
-            n_prompts: int) -> tuple[dict[str, Any], Any, Any]:
-    """Warm up both, then alternate timed runs; medians in ms per prompt."""
-    out_ours, out_theirs = ours(), theirs()
-    t_ours, t_theirs = [], []
-    for _ in range(repeats):
-        dt, out_ours = timed(ours)
-        t_ours.append(dt)
-        dt, out_theirs = timed(theirs)
-        t_theirs.append(dt)
-    ms_ours = 1000 * statistics.median(t_ours) / n_prompts
-    ms_theirs = 1000 * statistics.median(t_theirs) / n_prompts
-    res = {"ours_ms_per_prompt": round(ms_ours, 2), "theirs_ms_per_prompt": round(ms_theirs, 2),
-           "ratio": round(ms_theirs / ms_ours, 2),
-           "ours_runs_s": [round(t, 3) for t in t_ours],
-           "theirs_runs_s": [round(t, 3) for t in t_theirs]}
-    log.info("%s: ours %.1f ms/prompt, theirs %.1f ms/prompt, ratio %.2fx", name, ms_ours,
-             ms_theirs, ms_theirs / ms_ours)
-    return res, out_ours, out_theirs
 
 
 def bench_beam(model, w, args) -> dict[str, Any]:
@@ -152,10 +131,6 @@ def bench_greedy(model, w, args) -> dict[str, Any]:
                 for _ in range(args.repeats)]
         out["greedy_reasoning_ms_per_prompt" if reasoning else "greedy_ms_per_prompt"] = round(
             1000 * statistics.median(runs) / len(p), 2)
-    dt, _ = timed(lambda: beam_search(model, p, trie, vocab, num_beams=args.beams,
-                                      reasoning=True, max_think_tokens=args.think_cap,
-                                      batch_size=args.batch))
-    out["stepwise_beam_ms_per_prompt"] = round(1000 * dt / len(p), 2)
     return out
 
 
@@ -166,6 +141,7 @@ def main() -> None:
     ap.add_argument("--beams", type=int, default=10)
     ap.add_argument("--group", type=int, default=16)
     ap.add_argument("--batch", type=int, default=16, help="prompts per batch (beam, greedy)")
+    add_stepwise_args(ap)
     ap.add_argument("--sample-batch", type=int, default=8, help="prompts per sampling batch")
     ap.add_argument("--think-cap", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
@@ -198,8 +174,15 @@ def main() -> None:
     if not args.skip_reasoning:
         result["sample_reasoning"] = bench_sample(model, w, args, reasoning=True)
         result.update(bench_greedy(model, w, args))
+        result["stepwise_beam"] = bench_stepwise(model, w["prompts"], w["trie"], w["vocab"],
+                                                 args)
     result["goals_met"] = {"beam": result["beam"]["ratio"] >= GOALS["beam"],
                            "sample": result["sample"]["ratio"] >= GOALS["sample"]}
+    if "stepwise_beam" in result:
+        sw = result["stepwise_beam"]
+        result["goals_met"]["stepwise_vs_today"] = sw["speedup_vs_today"] >= GOALS["stepwise"]
+        result["goals_met"]["stepwise_floor"] = sw["floor"]["ours_over_floor"] <= GOALS[
+            "stepwise_floor"]
     result["setup"]["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -8,8 +8,11 @@ rows with repeats -- expanding each prompt's cache to G samples or B beams, reor
 dropping finished rows -- via the cache's ``batch_select_indices`` (transformers 5 ``Cache`` API),
 so a prompt is never encoded twice.
 
-The cache is a ``DynamicCache`` of :class:`GrowingLayer` (room for ``reserve`` more tokens per
-row, written in place) when the model's layers allow it. Rows need not move in lock-step: a row fed with ``real=False`` gets a pad token whose attention
+The cache is, when the model's layers allow it, a :mod:`~.shared_prefix` cache (the prompts'
+keys / values stored once, however many rows each prompt is selected into; each row's decoded
+tokens in a growing buffer) or a ``DynamicCache`` of :class:`GrowingLayer` (room for ``reserve``
+more tokens per row, written in place). Rows need not move in lock-step: a row fed with
+``real=False`` gets a pad token whose attention
 mask entry is 0 and whose position id is not consumed (a hole in the cache that no later token
 attends to). Position ids are the count of real tokens before a token, exactly as in a plain
 right-padded forward pass over the finished sequence, so log-probs recomputed that way match.
@@ -17,12 +20,15 @@ right-padded forward pass over the finished sequence, so log-probs recomputed th
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from sapo_pipeline.decoding.shared_prefix import shared_prefix_attention_for, shared_prefix_cache
 
 
 class GrowingLayer(DynamicLayer):
@@ -126,10 +132,16 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tenso
 
 
 class KVSession:
-    """Prefilled prompts plus the tokens fed since; ``logits`` are the next-token logits."""
+    """Prefilled prompts plus the tokens fed since; ``logits`` are the next-token logits.
+
+    With ``share_prefix`` (default) and a model that allows it, the cache is a
+    :mod:`~.shared_prefix` cache: rows selected from one prompt share its keys / values.
+    """
+
+    share_prefix = True
 
     def __init__(self, model: Any, prompts: Sequence[Sequence[int]], pad_id: int,
-                 reserve: int = 64) -> None:
+                 reserve: int = 64, share_prefix: bool | None = None) -> None:
         self.model = model
         self.pad_id = pad_id
         self.device = next(model.parameters()).device
@@ -137,12 +149,18 @@ class KVSession:
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         t0 = time.perf_counter()
-        cache = growing_cache(model, reserve + 1)
-        extra = {} if cache is None else {"past_key_values": cache}
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                    logits_to_keep=1, **extra)
+        share = self.share_prefix if share_prefix is None else share_prefix
+        cache = shared_prefix_cache(model, reserve + 1) if share else None
+        self.shared = cache is not None
+        if cache is None:
+            cache = growing_cache(model, reserve + 1)
+        self.cache = cache
+        extra = {} if cache is None else {"cache": cache}
+        with self._attention():
+            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                        logits_to_keep=1, **extra)
         self.prefill_seconds = time.perf_counter() - t0
-        self.cache = out.past_key_values
+        self.cache = out.cache
         self.logits: torch.Tensor = out.logits[:, -1].float().cpu()
         self.mask = mask
         self.next_pos = mask.sum(-1)
@@ -151,6 +169,13 @@ class KVSession:
 
     def __len__(self) -> int:
         return int(self.mask.shape[0])
+
+    def _attention(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """The attention every forward of this session runs under (shared prefix or the
+        model's own)."""
+        if getattr(self, "shared", False):
+            return shared_prefix_attention_for(self.model, self.cache)
+        return contextlib.nullcontext({})
 
     def select(self, idx: torch.Tensor) -> None:
         """Keep rows ``idx`` (in that order; repeats duplicate a row's cache)."""
@@ -172,11 +197,12 @@ class KVSession:
             ids = torch.where(real, tokens, self.pad_id)
         self.mask = torch.cat([self.mask, col[:, None]], dim=1)
         t0 = time.perf_counter()
-        out = self.model(input_ids=ids[:, None], attention_mask=self.mask,
-                         position_ids=self.next_pos[:, None], past_key_values=self.cache,
-                         use_cache=True)
+        with self._attention() as extra:
+            out = self.model(input_ids=ids[:, None], attention_mask=self.mask,
+                             position_ids=self.next_pos[:, None], cache=self.cache,
+                             use_cache=True, **extra)
         self.step_seconds += time.perf_counter() - t0
-        self.cache = out.past_key_values
+        self.cache = out.cache
         self.logits = out.logits[:, -1].float().cpu()
         self.next_pos = self.next_pos + col
         self.forwards += 1

@@ -38,6 +38,8 @@ def supports_tree(model: Any) -> bool:
 class TreeSession(KVSession):
     """A :class:`KVSession` whose rows are branches of shared prompt rows (module docstring)."""
 
+    share_prefix = False  # the branches already share one cache row per prompt
+
     def __init__(self, model: Any, prompts: Sequence[Sequence[int]], pad_id: int,
                  reserve: int = 64) -> None:
         super().__init__(model, prompts, pad_id, reserve=reserve)
@@ -89,9 +91,9 @@ class TreeSession(KVSession):
         pos = (self.base_pos + self.depth)[:, None].expand(p, w)
         t0 = time.perf_counter()
         out = self.model(input_ids=tokens.to(self.device).view(p, w), attention_mask=full,
-                         position_ids=pos, past_key_values=self.cache, use_cache=True)
+                         position_ids=pos, cache=self.cache, use_cache=True)
         self.step_seconds += time.perf_counter() - t0
-        self.cache = out.past_key_values
+        self.cache = out.cache
         self.logits = out.logits.float().reshape(p * w, -1).cpu()
         self.branch_mask, self._parent = bm, None
         self.depth += 1

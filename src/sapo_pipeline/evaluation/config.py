@@ -34,7 +34,8 @@ class DecodingConfig:
         default=48,
         metadata={"help": "Reasoning models: free tokens of one thinking block before </think> "
                           "is forced (greedy blocks)."})
-    batch_size: int = field(default=8, metadata={"help": "Prompts decoded together."})
+    batch_size: int = field(default=32, metadata={"help": "Prompts decoded together (x B beam rows; "
+                                                       "their prompts share one KV copy)."})
     max_length: int = field(
         default=768,
         metadata={"help": "Prompt + response token budget (as in training); prompts are cut "
