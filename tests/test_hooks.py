@@ -43,3 +43,28 @@ def test_runs_ending_in_the_same_second_keep_separate_files(tmp_path):
         hooks.after_node_run(node)
         hooks.after_pipeline_run()
     assert len(list((tmp_path / "t").glob("*.json"))) == 2
+
+
+def test_hf_progress_bars_are_disabled_off_a_terminal(monkeypatch):
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    from sapo_pipeline.hooks import QuietProgressHooks
+
+    class _Tty:
+        def __init__(self, tty: bool) -> None:
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    try:
+        monkeypatch.setattr("sys.stderr", _Tty(True))
+        QuietProgressHooks().after_context_created(None)
+        assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
+        monkeypatch.setattr("sys.stderr", _Tty(False))
+        QuietProgressHooks().after_context_created(None)
+        assert not hf_logging.is_progress_bar_enabled() and are_progress_bars_disabled()
+    finally:
+        hf_logging.enable_progress_bar()
+        enable_progress_bars()

@@ -1,10 +1,12 @@
-"""Project hooks: parameters are validated before any node runs; node wall times are recorded."""
+"""Project hooks: parameters are validated before any node runs; node wall times are recorded;
+third-party progress bars stay off the log when it is not a terminal."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,24 @@ class ParameterValidationHooks:
     def after_context_created(self, context) -> None:  # noqa: ANN001 - Kedro's signature
         sections = validate_parameters(context.params)
         log.info("parameters valid: %s", ", ".join(sorted(sections)) or "none")
+
+
+class QuietProgressHooks:
+    """Off a terminal (a log file, a pipe, CI), the progress bars of transformers / Hugging Face
+    Hub ("Loading weights", downloads) are disabled: their carriage-return updates would pile up
+    into single log lines. Our own loops use tqdm with ``disable=None`` (a bar only on a tty)."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:  # noqa: ANN001 - Kedro's signature
+        if sys.stderr.isatty():
+            return
+        try:
+            from huggingface_hub.utils import disable_progress_bars
+            from transformers.utils import logging as hf_logging
+        except ImportError:  # pragma: no cover - both are project dependencies
+            return
+        hf_logging.disable_progress_bar()
+        disable_progress_bars()
 
 
 class NodeTimingHooks:

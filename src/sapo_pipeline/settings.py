@@ -2,9 +2,9 @@
 
 from kedro.config import OmegaConfigLoader
 
-from sapo_pipeline.hooks import NodeTimingHooks, ParameterValidationHooks
+from sapo_pipeline.hooks import NodeTimingHooks, ParameterValidationHooks, QuietProgressHooks
 
-HOOKS = (ParameterValidationHooks(), NodeTimingHooks())
+HOOKS = (ParameterValidationHooks(), QuietProgressHooks(), NodeTimingHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

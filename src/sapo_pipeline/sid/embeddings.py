@@ -13,6 +13,7 @@ import importlib.util
 import logging
 import os
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def embed_texts(
     emb = model.encode(
         list(texts),
         batch_size=batch_size,
-        show_progress_bar=show_progress,
+        show_progress_bar=show_progress and sys.stderr.isatty(),  # a bar only on a terminal
         convert_to_numpy=True,
         normalize_embeddings=normalize,
     )
