@@ -41,6 +41,10 @@ def test_dvc_stages_match_the_kedro_pipelines():
 
     expected = [module.__name__.rsplit(".", 1)[1] for module in STAGES]
     assert list(stages) == expected
+    from sapo_pipeline.pipelines.rl import rl_namespaces
+
+    # the RL stage runs every namespace of parameters_rl.yml, as the rl pipeline does
+    assert stages["rl"]["foreach"] == list(rl_namespaces(REPO))
     for name, stage in stages.items():
         if "foreach" in stage:  # one DVC stage per namespace of a modular pipeline
             stage = stage["do"]

@@ -8,8 +8,9 @@ import pytest
 import torch
 from test_rl_fakes import hand_rollout
 
-from sapo_pipeline.rl.advantages import compute_advantages, group_normalise
+from sapo_pipeline.rl.advantages import group_normalise
 from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, SAPOConfig
+from sapo_pipeline.rl.methods import compute_advantages
 
 EPS = 1e-4
 A = 0.5 / (math.sqrt(0.5) + EPS)  # a 2-response group with rewards {1, 0}, sample std

@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_rl_fakes import hand_rollout
 
-from sapo_pipeline.rl.advantages import compute_advantages
 from sapo_pipeline.rl.config import GRPOConfig, SAPOConfig
 from sapo_pipeline.rl.loss import aggregate, clipped_objective, policy_loss
+from sapo_pipeline.rl.methods import compute_advantages
 
 CLIP_LO, CLIP_HI, BETA = 0.2, 0.28, 0.1
 

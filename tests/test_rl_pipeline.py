@@ -16,12 +16,14 @@ from test_decoding_fixtures import setup as decoding_setup
 
 from sapo_pipeline.config_utils import ConfigError, from_dict
 from sapo_pipeline.model.backbone import Checkpoint
-from sapo_pipeline.pipelines.rl import DEFAULT_METHODS, base_pipeline, create_pipeline
-from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, RLSection, SAPOConfig
+from sapo_pipeline.pipelines.rl import base_pipeline, create_pipeline, rl_namespaces
+from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, SAPOConfig
 from sapo_pipeline.rl.diagnostics import csv_to_log
+from sapo_pipeline.rl.methods import RLSection
 from sapo_pipeline.settings import CONFIG_LOADER_ARGS
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_METHODS = ("grpo", "sapo", "rere")  # the namespaces of conf/base/parameters_rl.yml
 CLASSES = {"grpo": GRPOConfig, "sapo": SAPOConfig, "rere": ReReConfig}
 
 
@@ -30,9 +32,10 @@ def test_namespaced_wiring_keeps_shared_inputs_and_namespaces_outputs():
     assert base.inputs() == {"reason_model", "samples", "items", "sid_table",
                              "params:teacher_corpus", "params:rl"}
     assert base.all_outputs() == {"rl_model", "rl_log", "rl_figure"}
-    assert create_pipeline(methods=None).inputs() == base.inputs()
+    assert create_pipeline(methods=["sapo"]).inputs() == base.inputs() - {"params:rl"} | {
+        "params:sapo.rl"}
     p = create_pipeline()
-    assert DEFAULT_METHODS == ("grpo", "sapo", "rere")
+    assert rl_namespaces() == DEFAULT_METHODS == ("grpo", "sapo", "rere")
     assert p.inputs() == {"reason_model", "samples", "items", "sid_table",
                           "params:teacher_corpus", "params:grpo.rl", "params:sapo.rl",
                           "params:rere.rl"}

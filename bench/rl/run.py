@@ -49,8 +49,8 @@ import yaml  # noqa: E402
 from world import make_world  # noqa: E402
 
 from sapo_pipeline.model.backbone import BackboneConfig, build_model  # noqa: E402
-from sapo_pipeline.rl.config import rl_config_from_dict  # noqa: E402
 from sapo_pipeline.rl.cost import summarise_costs  # noqa: E402
+from sapo_pipeline.rl.methods import rl_config_from_dict  # noqa: E402
 from sapo_pipeline.rl.prompts import PromptSet  # noqa: E402
 from sapo_pipeline.rl.source import make_rollout_source  # noqa: E402
 from sapo_pipeline.rl.trainer import train_rl  # noqa: E402

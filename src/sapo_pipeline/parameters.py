@@ -24,16 +24,15 @@ SECTIONS: dict[str, str] = {
     # classic baselines: one section per namespace (the nodes read params:<name>.baseline)
     "popularity": "sapo_pipeline.baselines.registry:BaselineSection",
     "sasrec": "sapo_pipeline.baselines.registry:BaselineSection",
-    # Stage 3: one section per RL method namespace (the rl pipeline reads params:<method>.rl)
-    "grpo": "sapo_pipeline.rl.config:RLSection",
-    "sapo": "sapo_pipeline.rl.config:RLSection",
-    "rere": "sapo_pipeline.rl.config:RLSection",
 }
+#: Stage 3: every other top-level section holding ``rl:`` is an RL namespace (grpo, sapo, rere,
+#: ablations; the rl pipeline reads params:<namespace>.rl), validated by this class.
+RL_SECTION = "sapo_pipeline.rl.methods:RLSection"
 
 
 def config_class(section: str) -> type:
-    """The config dataclass of a parameters section."""
-    module, _, name = SECTIONS[section].partition(":")
+    """The config dataclass of a parameters section (an unknown name: an RL namespace)."""
+    module, _, name = SECTIONS.get(section, RL_SECTION).partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -43,5 +42,10 @@ def load_section(section: str, params: Mapping[str, Any]) -> Any:
 
 
 def validate_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Build every known section present in ``params``; raise ConfigError on the first problem."""
-    return {key: load_section(key, params[key]) for key in SECTIONS if key in params}
+    """Build every known section and every RL namespace present in ``params``; raise
+    ConfigError on the first problem."""
+    from sapo_pipeline.rl.methods import rl_sections
+
+    names = [key for key in SECTIONS if key in params]
+    names += [key for key in rl_sections(params) if key not in SECTIONS]
+    return {key: load_section(key, params[key]) for key in names}

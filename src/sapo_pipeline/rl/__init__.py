@@ -1,5 +1,6 @@
 """Stage 3: reinforcement learning with verifiable catalog rewards (GRPO, SAPO, ReRe).
 
+* :mod:`.methods` -- every method declared once (config class, rollout kind, advantages).
 * :mod:`.config` -- typed configs (``GRPOConfig``, ``SAPOConfig``, ``ReReConfig``).
 * :mod:`.rewards` -- exact / prefix / per-step / ranking rewards.
 * :mod:`.advantages` -- group-relative advantages per response or per step, per token.
@@ -8,22 +9,18 @@
   rows and figures; :mod:`.source` -- the ``RolloutSource`` protocol; :mod:`.prompts` -- prompts.
 """
 
-from sapo_pipeline.rl.advantages import (
-    Advantages,
-    compute_advantages,
-    group_normalise,
-    token_advantages,
-)
-from sapo_pipeline.rl.config import (
-    ALGORITHMS,
-    GRPOConfig,
-    ReReConfig,
-    RLSection,
-    RLTrainConfig,
-    SAPOConfig,
-    rl_config_from_dict,
-)
+from sapo_pipeline.rl.advantages import Advantages, group_normalise, token_advantages
+from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, RLTrainConfig, SAPOConfig
 from sapo_pipeline.rl.loss import aggregate, clipped_objective, policy_loss
+from sapo_pipeline.rl.methods import (
+    METHODS,
+    Method,
+    RLSection,
+    compute_advantages,
+    method_of,
+    rl_config_from_dict,
+    rl_sections,
+)
 from sapo_pipeline.rl.rewards import (
     exact_match,
     leading_matches,
@@ -36,9 +33,10 @@ from sapo_pipeline.rl.source import RolloutSource
 from sapo_pipeline.rl.trainer import RLResult, StepInfo, train_rl
 
 __all__ = [
-    "ALGORITHMS",
     "Advantages",
     "GRPOConfig",
+    "METHODS",
+    "Method",
     "RLResult",
     "RLSection",
     "RLTrainConfig",
@@ -52,11 +50,13 @@ __all__ = [
     "exact_match",
     "group_normalise",
     "leading_matches",
+    "method_of",
     "policy_loss",
     "prefix_reward",
     "ranking_penalty",
     "rere_reward",
     "rl_config_from_dict",
+    "rl_sections",
     "step_rewards",
     "token_advantages",
     "train_rl",

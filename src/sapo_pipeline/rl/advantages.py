@@ -10,7 +10,8 @@
   forced tokens (``<think>``, a forced ``</think>``, a single-child SID token, the forced eos)
   carry none. The SID token of step k and eos (step K) get their step's advantage like the
   thinking tokens do.
-* :func:`compute_advantages` -- what each algorithm of :mod:`sapo_pipeline.rl.config` uses.
+* :func:`grpo_advantages`, :func:`sapo_advantages`, :func:`rere_advantages` -- each method's
+  rule (dispatched by :func:`sapo_pipeline.rl.methods.compute_advantages`).
 """
 
 from __future__ import annotations
@@ -99,34 +100,35 @@ def _outcome(reward: torch.Tensor, rollout: Rollout, cfg: RLTrainConfig,
                       zero_var=norm.zero_var.expand(-1, k).contiguous(), present=norm.present)
 
 
-def compute_advantages(cfg: RLTrainConfig, rollout: Rollout,
-                       loss_mask: torch.Tensor | None = None) -> Advantages:
-    """Rewards and token advantages of ``rollout`` for the algorithm of ``cfg``.
-
-    ``loss_mask`` defaults to ``rollout.sampled_mask`` (tokens the policy sampled).
-    """
-    mask = rollout.sampled_mask if loss_mask is None else loss_mask
+def grpo_advantages(cfg: GRPOConfig, rollout: Rollout, mask: torch.Tensor) -> Advantages:
+    """Outcome GRPO: exact-match (or prefix) reward, one group-normalised advantage per response."""
     sid, target = rollout.sid_codes, rollout.target_codes
-    if isinstance(cfg, GRPOConfig):
-        if cfg.reward == "exact":
-            reward = R.exact_match(sid, target)
-        else:
-            reward = R.prefix_reward(sid, target, cfg.prefix_weights)
-        return _outcome(reward, rollout, cfg, mask)
-    if isinstance(cfg, ReReConfig):
-        if rollout.beam_rank is None:
-            raise ValueError("ReRe needs beam rollouts: Rollout.beam_rank is None (use a beam "
-                             "rollout source)")
-        reward = R.rere_reward(sid, target, rollout.beam_rank, rollout.group_index,
-                               normalisation=cfg.penalty_normalisation,
-                               only_with_hit=cfg.penalty_only_with_hit, weight=cfg.penalty_weight)
-        return _outcome(reward, rollout, cfg, mask)
-    if isinstance(cfg, SAPOConfig):
-        if not cfg.step_advantage:
-            return _outcome(R.exact_match(sid, target), rollout, cfg, mask)
-        steps = R.step_rewards(sid, target, cfg.reward)
-        norm = group_normalise(steps, rollout.group_index, eps=cfg.advantage_eps, std=cfg.std)
-        return Advantages(token=token_advantages(norm.advantages, rollout.step_ids, mask),
-                          step=norm.advantages, reward=steps[:, -1], step_rewards=steps,
-                          zero_var=norm.zero_var, present=norm.present)
-    raise TypeError(f"compute_advantages: unsupported config {type(cfg).__name__}")
+    if cfg.reward == "exact":
+        reward = R.exact_match(sid, target)
+    else:
+        reward = R.prefix_reward(sid, target, cfg.prefix_weights)
+    return _outcome(reward, rollout, cfg, mask)
+
+
+def rere_advantages(cfg: ReReConfig, rollout: Rollout, mask: torch.Tensor) -> Advantages:
+    """ReRe: exact match plus the ranking penalty of wrong beams, one advantage per response."""
+    if rollout.beam_rank is None:
+        raise ValueError("ReRe needs beam rollouts: Rollout.beam_rank is None (use a beam "
+                         "rollout source)")
+    reward = R.rere_reward(rollout.sid_codes, rollout.target_codes, rollout.beam_rank,
+                           rollout.group_index, normalisation=cfg.penalty_normalisation,
+                           only_with_hit=cfg.penalty_only_with_hit, weight=cfg.penalty_weight)
+    return _outcome(reward, rollout, cfg, mask)
+
+
+def sapo_advantages(cfg: SAPOConfig, rollout: Rollout, mask: torch.Tensor) -> Advantages:
+    """SAPO: a reward and a group-normalised advantage per SID step (or, without
+    ``step_advantage``, the exact-match outcome advantage on every step)."""
+    sid, target = rollout.sid_codes, rollout.target_codes
+    if not cfg.step_advantage:
+        return _outcome(R.exact_match(sid, target), rollout, cfg, mask)
+    steps = R.step_rewards(sid, target, cfg.reward)
+    norm = group_normalise(steps, rollout.group_index, eps=cfg.advantage_eps, std=cfg.std)
+    return Advantages(token=token_advantages(norm.advantages, rollout.step_ids, mask),
+                      step=norm.advantages, reward=steps[:, -1], step_rewards=steps,
+                      zero_var=norm.zero_var, present=norm.present)

@@ -7,17 +7,15 @@
   step-normalised aggregation); its two switches give the paper's ablations.
 * :class:`ReReConfig` -- ReRe-style: beam rollouts, exact match + a ranking penalty.
 
-Parameters name the algorithm with ``algorithm: grpo | sapo | rere`` beside the fields
-(:func:`rl_config_from_dict`), so a namespace such as ``sapo_no_step_adv`` can hold any variant.
+Parameters name the algorithm with ``algorithm: grpo | sapo | rere`` beside the fields; the
+methods are declared in :mod:`sapo_pipeline.rl.methods` (``rl_config_from_dict``), so a namespace
+such as ``sapo_no_step_adv`` can hold any variant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-
-from sapo_pipeline.config_utils import from_tagged_dict
 
 RESUME_MODES = ("auto", "never", "require")
 STD_MODES = ("sample", "population")
@@ -387,33 +385,3 @@ class ReReConfig(RLTrainConfig):
     @property
     def aggregation_mode(self) -> str:
         return self.aggregation
-
-
-ALGORITHMS: dict[str, type[RLTrainConfig]] = {
-    "grpo": GRPOConfig,
-    "sapo": SAPOConfig,
-    "rere": ReReConfig,
-}
-AnyRLConfig = GRPOConfig | SAPOConfig | ReReConfig
-
-
-def rl_config_from_dict(data: Mapping[str, Any] | RLTrainConfig, where: str = "rl") -> Any:
-    """The algorithm's config from a parameter dict holding ``algorithm`` and its fields."""
-    if isinstance(data, RLTrainConfig):
-        return data
-    return from_tagged_dict(data, "algorithm", ALGORITHMS, where)[1]
-
-
-@dataclass
-class RLSection:
-    """One namespace of ``parameters_rl.yml`` (``grpo:``, ``sapo:``, ``rere:``, ...): ``rl``."""
-
-    rl: Any = field(
-        default=None,
-        metadata={"help": "The algorithm's config: ``algorithm`` + the fields of its class."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.rl is None:
-            raise ValueError("rl: required (a mapping with `algorithm` and its fields)")
-        self.rl = rl_config_from_dict(self.rl, "rl")

@@ -22,6 +22,7 @@ from sapo_pipeline.decoding.beam import beam_sample
 from sapo_pipeline.decoding.sampler import SamplerConfig, sample_groups
 from sapo_pipeline.decoding.types import Rollout
 from sapo_pipeline.decoding.vocab import SIDVocab
+from sapo_pipeline.rl.methods import method_of
 from sapo_pipeline.sid.catalog import SIDTrie
 
 
@@ -115,7 +116,7 @@ class BeamSampler(_DecodingSource):
 
 
 def make_rollout_source(cfg: Any, trie: SIDTrie, vocab: SIDVocab) -> RolloutSource:
-    """Beam rollouts for ReRe, sampled groups for every other algorithm."""
-    kind = BeamSampler if cfg.algorithm == "rere" else GroupSampler
+    """The rollout source of ``cfg``'s method: ranked beams (ReRe) or sampled groups."""
+    kind = BeamSampler if method_of(cfg).rollout == "beam" else GroupSampler
     return kind(trie, vocab, reasoning=cfg.reasoning, min_think_tokens=cfg.min_think_tokens,
                 batch_size=cfg.rollout_batch_size)

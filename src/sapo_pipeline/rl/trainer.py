@@ -38,11 +38,11 @@ from sapo_pipeline.model.rng import gather_rng_state, set_rng_state
 from sapo_pipeline.model.schedule import build_optimizer, build_scheduler
 from sapo_pipeline.model.sft import make_accelerator, use_bf16
 from sapo_pipeline.model.sft_state import fingerprint, load_trainable, trainable_state, weights_hash
-from sapo_pipeline.rl.advantages import compute_advantages
-from sapo_pipeline.rl.config import ReReConfig, RLTrainConfig
+from sapo_pipeline.rl.config import RLTrainConfig
 from sapo_pipeline.rl.diagnostics import StepAccumulator
 from sapo_pipeline.rl.logprob import TokenLogprobs, batched_logprobs
 from sapo_pipeline.rl.loss import policy_loss
+from sapo_pipeline.rl.methods import compute_advantages, method_of
 from sapo_pipeline.rl.prompts import PromptSet
 from sapo_pipeline.rl.rewards import step_rewards
 from sapo_pipeline.rl.source import RolloutSource, check_rollout, describe_source
@@ -144,8 +144,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
     if local % mb_groups:
         raise ValueError(f"{type(cfg).__name__}.minibatch_groups={mb_groups} does not divide the "
                          f"{local} groups per process and step")
-    if cfg.algorithm == "base":
-        raise TypeError("train_rl: pass a GRPOConfig, SAPOConfig or ReReConfig")
+    method = method_of(cfg)  # TypeError for a config of no declared method
     if prompts.levels < 1:
         raise ValueError("RL prompts: targets without SID levels")
     plan = PromptPlan(len(prompts), cfg.prompts_per_step, cfg.seed)
@@ -258,7 +257,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
                                     max_think_tokens=cfg.max_think_tokens)
         rollout = _rollout_to(rollout, device)
         check_rollout(rollout, len(idx), cfg.group_size, targets,
-                      need_beam_rank=isinstance(cfg, ReReConfig))
+                      need_beam_rank=method.needs_beam_rank)
         t_rollout = time.perf_counter() - t0
         # ---- rewards, advantages, pi_old, pi_ref
         t1 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Per evaluated model (a namespace each): predict + compute_metrics on valid and test; then one
 comparison report per split gathering every model (valid: model selection, test: final numbers).
 
-``create_pipeline(models=...)`` takes the models to evaluate -- names of :data:`DEFAULT_MODELS`,
+``create_pipeline(models=...)`` takes the models to evaluate -- names of :data:`STAGE_MODELS`,
+RL namespaces (those of ``parameters_rl.yml`` by default: :func:`rl_models`),
 :data:`BASELINE_MODELS` (predictions made by the ``baselines`` pipeline) or
 :class:`~sapo_pipeline.evaluation.predict.ModelSpec` objects (e.g. several seeds of one method) --
 so the caller includes only the models whose training stages exist. Dataset names:
@@ -19,19 +20,26 @@ from kedro.pipeline import Node, Pipeline
 
 from sapo_pipeline.evaluation.predict import ModelSpec
 from sapo_pipeline.pipelines.evaluate import nodes
+from sapo_pipeline.pipelines.rl.namespaces import rl_namespaces
 
 SPLITS = ("valid", "test")
-DEFAULT_MODELS: dict[str, ModelSpec] = {
+#: The SFT stages' models.
+STAGE_MODELS: dict[str, ModelSpec] = {
     "sid_only": ModelSpec("sid_only", "align_model", reasoning=False, prompt_task="sid_sequence"),
     "sft_reasoning": ModelSpec("sft_reasoning", "reason_model", reasoning=True,
                                prompt_task="reasoning"),
-    "grpo": ModelSpec("grpo", "grpo.rl_model", reasoning=True, prompt_task="reasoning",
-                     training_log="grpo.rl_log"),
-    "sapo": ModelSpec("sapo", "sapo.rl_model", reasoning=True, prompt_task="reasoning",
-                     training_log="sapo.rl_log"),
-    "rere": ModelSpec("rere", "rere.rl_model", reasoning=True, prompt_task="reasoning",
-                     training_log="rere.rl_log"),
 }
+
+
+def rl_model(namespace: str) -> ModelSpec:
+    """The spec of an RL namespace's model (``<namespace>.rl_model``, its ``rl_log``)."""
+    return ModelSpec(namespace, f"{namespace}.rl_model", reasoning=True, prompt_task="reasoning",
+                     training_log=f"{namespace}.rl_log")
+
+
+def rl_models() -> dict[str, ModelSpec]:
+    """One spec per RL namespace of ``parameters_rl.yml``."""
+    return {name: rl_model(name) for name in rl_namespaces()}
 #: Classic baselines (their predictions come from the ``baselines`` pipeline).
 BASELINE_MODELS: dict[str, ModelSpec] = {
     name: ModelSpec.for_baseline(name) for name in ("popularity", "sasrec")}
@@ -42,7 +50,7 @@ _PARAMS = {"params:evaluate", "params:teacher_corpus"}
 def _spec(model: str | ModelSpec) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
-    known = {**DEFAULT_MODELS, **BASELINE_MODELS}
+    known = {**STAGE_MODELS, **rl_models(), **BASELINE_MODELS}
     if model not in known:
         raise ValueError(f"unknown evaluated model {model!r}; known: {list(known)} "
                          f"(or pass a ModelSpec)")
@@ -73,9 +81,12 @@ def model_pipeline(spec: ModelSpec, splits: Sequence[str] = SPLITS) -> Pipeline:
                     tags=["evaluate", f"evaluate_{spec.name}"])
 
 
-def create_pipeline(models: Sequence[str | ModelSpec] = (*DEFAULT_MODELS, *BASELINE_MODELS),
+def create_pipeline(models: Sequence[str | ModelSpec] | None = None,
                     splits: Sequence[str] = SPLITS, **kwargs) -> Pipeline:
-    """The evaluation of ``models`` on ``splits``, with one comparison report per split."""
+    """The evaluation of ``models`` (default: the SFT stages', every RL namespace's and the
+    baselines) on ``splits``, with one comparison report per split."""
+    if models is None:
+        models = (*STAGE_MODELS, *rl_models(), *BASELINE_MODELS)
     specs = [_spec(m) for m in models]
     if not specs:
         raise ValueError("evaluate: no models to evaluate")

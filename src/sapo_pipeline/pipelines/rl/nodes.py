@@ -8,8 +8,8 @@ import polars as pl
 
 from sapo_pipeline.config_utils import from_dict
 from sapo_pipeline.model.backbone import Checkpoint
-from sapo_pipeline.rl.config import rl_config_from_dict
 from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv, plot_diagnostics
+from sapo_pipeline.rl.methods import rl_config_from_dict
 from sapo_pipeline.rl.stage import run_rl_stage
 from sapo_pipeline.teacher.config import TeacherCorpusConfig
 

@@ -5,9 +5,10 @@
 ``rl_figure``). :func:`create_pipeline` instantiates it once per method with
 ``kedro.pipeline.pipeline(namespace=method)``: the shared inputs keep their names, ``params:rl``
 becomes ``params:<method>.rl`` (Kedro 1.x namespaces parameters) and the outputs become
-``<method>.rl_model`` etc. (dataset factories in ``catalog_06_models.yml`` / ``catalog_08_reporting.yml``). Every method thus starts
-from the same ``reason_model``. Extra methods (e.g. ablations) need only a parameters entry
-``<name>: {rl: {algorithm: ..., ...}}`` and ``create_pipeline(methods=(..., "<name>"))``.
+``<method>.rl_model`` etc. (dataset factories in ``catalog_06_models.yml`` /
+``catalog_08_reporting.yml``). Every method thus starts from the same ``reason_model``. The
+namespaces are those of ``parameters_rl.yml`` (:func:`~.namespaces.rl_namespaces`): an ablation
+is one parameters entry ``<name>: {rl: {algorithm: ..., ...}}``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 from kedro.pipeline import Node, Pipeline, pipeline
 
 from sapo_pipeline.pipelines.rl import nodes
+from sapo_pipeline.pipelines.rl.namespaces import rl_namespaces
 
-DEFAULT_METHODS: tuple[str, ...] = ("grpo", "sapo", "rere")
 SHARED_INPUTS = frozenset({"reason_model", "samples", "items", "sid_table"})
 SHARED_PARAMETERS = frozenset({"params:teacher_corpus"})
 
@@ -39,11 +40,12 @@ def base_pipeline() -> Pipeline:
     )
 
 
-def create_pipeline(methods: Sequence[str] | None = DEFAULT_METHODS, **kwargs) -> Pipeline:
-    """One namespaced copy of :func:`base_pipeline` per method (``methods=None``: the template)."""
+def create_pipeline(methods: Sequence[str] | None = None, **kwargs) -> Pipeline:
+    """One namespaced copy of :func:`base_pipeline` per RL namespace (default: those of
+    ``parameters_rl.yml``)."""
     base = base_pipeline()
     if methods is None:
-        return base
+        methods = rl_namespaces()
     if len(set(methods)) != len(methods) or not all(m and m.isidentifier() for m in methods):
         raise ValueError(f"rl methods must be distinct identifiers, got {list(methods)}")
     return sum(
