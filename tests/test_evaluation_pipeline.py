@@ -254,3 +254,20 @@ def test_predict_rows_with_the_real_beam_search_on_a_tiny_model(reasoning):
     assert info["rows"] == 3 and info["reasoning"] is reasoning
     res = compute_metrics(preds, rows, table, (1, 4))
     assert res.summary["validity"] == 1.0 and res.summary["n_samples"] == 3
+
+
+def test_start_pairs_auto_pairs_every_rl_namespace_with_its_stage2_start():
+    from sapo_pipeline.config_utils import from_dict
+    from sapo_pipeline.evaluation.config import EvaluateConfig
+    from sapo_pipeline.evaluation.predict import ModelSpec
+    from sapo_pipeline.pipelines.evaluate import STAGE_MODELS, rl_model
+    from sapo_pipeline.pipelines.evaluate.nodes import start_pairs
+
+    specs = [*STAGE_MODELS.values(), rl_model("sapo"), rl_model("sapo_no_norm"),
+             ModelSpec.for_baseline("sasrec")]
+    assert start_pairs("auto", specs) == (("sapo", "sft_reasoning"),
+                                          ("sapo_no_norm", "sft_reasoning"))
+    assert start_pairs([["grpo", "sid_only"]], specs) == (("grpo", "sid_only"),)
+    assert from_dict(EvaluateConfig, {}, "evaluate").report.start_pairs == "auto"
+    with pytest.raises(Exception, match="start_pairs"):
+        from_dict(EvaluateConfig, {"report": {"start_pairs": "every"}}, "evaluate")

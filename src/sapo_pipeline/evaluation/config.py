@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 DEVICES = ("auto", "cpu", "cuda")
 PUBLISHED_CHOICES = ("auto", "none", "office", "industrial")
@@ -125,10 +126,11 @@ class ReportConfig:
     paired_metrics: tuple[str, ...] = field(
         default=("ndcg@10", "recall@10"),
         metadata={"help": "Per-row metrics of the paired tests, e.g. ndcg@10."})
-    start_pairs: tuple[tuple[str, str], ...] = field(
-        default=(("grpo", "sft_reasoning"), ("sapo", "sft_reasoning"), ("rere", "sft_reasoning")),
-        metadata={"help": "Further paired tests [method, other]: by default every RL method "
-                          "against its Stage-2 start (pairs of unevaluated methods are skipped)."})
+    start_pairs: Any = field(
+        default="auto",
+        metadata={"help": "Further paired tests: auto (every evaluated RL namespace, ablations "
+                          "included, against its Stage-2 start sft_reasoning) or a list of "
+                          "[method, other] pairs (pairs of unevaluated methods are skipped)."})
     plot_k: int = field(default=10, metadata={"help": "K of the NDCG@K / Recall@K bar chart."})
     published_reference: str = field(
         default="auto",
@@ -157,9 +159,13 @@ class ReportConfig:
             raise ValueError(f"{o}.dataset: must be a non-empty name")
         self.notes = tuple(str(n) for n in self.notes)
         self.paired_metrics = tuple(self.paired_metrics)
-        self.start_pairs = tuple(tuple(p) for p in self.start_pairs)
-        if not all(len(p) == 2 and all(isinstance(x, str) and x for x in p)
-                   for p in self.start_pairs):
+        if self.start_pairs != "auto":
+            if isinstance(self.start_pairs, str):
+                raise ValueError(f"{o}.start_pairs={self.start_pairs!r}: 'auto' or a list of "
+                                 f"[method, other] pairs")
+            self.start_pairs = tuple(tuple(p) for p in self.start_pairs)
+        if self.start_pairs != "auto" and not all(
+                len(p) == 2 and all(isinstance(x, str) and x for x in p) for p in self.start_pairs):
             raise ValueError(f"{o}.start_pairs: a list of [method, other] pairs, got "
                              f"{self.start_pairs!r}")
         for m in self.paired_metrics:

@@ -68,6 +68,17 @@ def make_compute_metrics(spec: ModelSpec, split: str) -> Callable[..., tuple[pl.
     return metrics
 
 
+def start_pairs(setting: str | Sequence[Sequence[str]], specs: Sequence[ModelSpec]
+                ) -> tuple[tuple[str, str], ...]:
+    """The paired tests of each RL model against its start: ``auto`` pairs every evaluated model
+    that has an RL training log (every RL namespace, ablations included) with
+    ``sft_reasoning``; an explicit list is used as given."""
+    if setting == "auto":
+        rl = dict.fromkeys(spec.label for spec in specs if spec.training_log)
+        return tuple((label, "sft_reasoning") for label in rl)
+    return tuple((str(a), str(b)) for a, b in setting)
+
+
 def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[..., tuple]:
     """Node function: every model's metrics on ``split`` -> report JSON, markdown, figure.
 
@@ -92,7 +103,8 @@ def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[.
             published_reference=r.published_reference, n_bootstrap=s.n_bootstrap,
             n_permutations=s.n_permutations, exact_max_rows=s.exact_max_rows,
             confidence=s.confidence, seed=s.seed,
-            rows_in_split=int((samples["split"] == split).sum()), extra_pairs=r.start_pairs)
+            rows_in_split=int((samples["split"] == split).sum()),
+            extra_pairs=start_pairs(r.start_pairs, specs))
         report["num_beams"] = cfg.decoding.num_beams
         return report, render_markdown(report), plot_report(report, r.plot_k)
 
