@@ -28,7 +28,11 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from sapo_pipeline.decoding.shared_prefix import shared_prefix_attention_for, shared_prefix_cache
+from sapo_pipeline.decoding.shared_prefix import (
+    layer_cache,
+    shared_prefix_attention_for,
+    shared_prefix_cache,
+)
 
 
 class GrowingLayer(DynamicLayer):
@@ -102,17 +106,7 @@ class GrowingLayer(DynamicLayer):
 def growing_cache(model: Any, reserve: int) -> DynamicCache | None:
     """A ``DynamicCache`` of :class:`GrowingLayer` for ``model``, or None (let the model build
     its own) when the model has no config or uses anything but plain full-attention layers."""
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "get_text_config"):
-        return None
-    try:
-        cache = DynamicCache(config=config)
-    except Exception:  # pragma: no cover - exotic configs: fall back to the model's default
-        return None
-    if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
-        return None
-    cache.layers = [GrowingLayer(reserve=reserve) for _ in cache.layers]
-    return cache
+    return layer_cache(model, lambda: GrowingLayer(reserve=reserve))
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ implementation for the duration of a forward and passes the cache to the attenti
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -216,14 +216,12 @@ def _config(model: Any) -> Any:
     return getattr(model, "config", None)
 
 
-def shared_prefix_cache(model: Any, reserve: int) -> DynamicCache | None:
-    """A cache of :class:`SharedPrefixLayer` for ``model``, or None when the model has no
-    transformers config, uses an attention other than sdpa / eager, or any layer but plain
-    full attention (sliding windows, linear attention: use the model's own cache)."""
+def layer_cache(model: Any, make_layer: Callable[[], DynamicLayer]) -> DynamicCache | None:
+    """A ``DynamicCache`` for ``model`` whose layers are ``make_layer()``, or None (let the
+    model build its own) when the model has no transformers config or uses anything but plain
+    full-attention layers (sliding windows, linear attention)."""
     config = _config(model)
     if config is None or not hasattr(config, "get_text_config"):
-        return None
-    if getattr(config, "_attn_implementation", None) not in SUPPORTED:
         return None
     try:
         cache = DynamicCache(config=config)
@@ -231,8 +229,16 @@ def shared_prefix_cache(model: Any, reserve: int) -> DynamicCache | None:
         return None
     if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
-    cache.layers = [SharedPrefixLayer(reserve=reserve) for _ in cache.layers]
+    cache.layers = [make_layer() for _ in cache.layers]
     return cache
+
+
+def shared_prefix_cache(model: Any, reserve: int) -> DynamicCache | None:
+    """A cache of :class:`SharedPrefixLayer` for ``model``, or None where :func:`layer_cache`
+    gives none or the model's attention is not sdpa / eager."""
+    if getattr(_config(model), "_attn_implementation", None) not in SUPPORTED:
+        return None
+    return layer_cache(model, lambda: SharedPrefixLayer(reserve=reserve))
 
 
 @contextlib.contextmanager
