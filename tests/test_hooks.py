@@ -59,6 +59,8 @@ def test_hf_progress_bars_are_disabled_off_a_terminal(monkeypatch):
             return self.tty
 
     try:
+        hf_logging.enable_progress_bar()  # earlier in-process Kedro runs may have disabled them
+        enable_progress_bars()
         monkeypatch.setattr("sys.stderr", _Tty(True))
         QuietProgressHooks().after_context_created(None)
         assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
