@@ -45,14 +45,19 @@ def plain_prefix_fn(vocab: SIDVocab, trie: SIDTrie, width: int) -> Callable:
     return fn
 
 
-def reasoning_prefix_fn(vocab: SIDVocab, trie: SIDTrie, width: int, cap: int,
-                        min_think: int = 1) -> Callable:
-    """The step-aligned layout as a Python state machine, memoised per generated prefix."""
+def _think_tokens(vocab: SIDVocab) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids allowed inside a thinking block: without and with ``</think>``."""
     ok = torch.ones(vocab.vocab_size, dtype=torch.bool)
     ok[vocab.banned_in_think()] = False
     ok[vocab.think_close_id] = False
     free = ok.nonzero().flatten()
-    free_close = torch.cat([free, torch.tensor([vocab.think_close_id])])
+    return free, torch.cat([free, torch.tensor([vocab.think_close_id])])
+
+
+def reasoning_prefix_fn(vocab: SIDVocab, trie: SIDTrie, width: int, cap: int,
+                        min_think: int = 1) -> Callable:
+    """The step-aligned layout as a Python state machine, memoised per generated prefix."""
+    free, free_close = _think_tokens(vocab)
     one = {t: torch.tensor([t]) for t in (vocab.think_open_id, vocab.think_close_id,
                                           vocab.eos_id, vocab.pad_id)}
     kids: dict = {}
@@ -162,11 +167,7 @@ def hf_stepwise_beam(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVoc
     ``decoding.beam_search(reasoning=True)``, so the top-B sets should agree."""
     from transformers import StoppingCriteriaList
 
-    ok = torch.ones(vocab.vocab_size, dtype=torch.bool)
-    ok[vocab.banned_in_think()] = False
-    ok[vocab.think_close_id] = False
-    free = ok.nonzero().flatten()
-    free_close = torch.cat([free, torch.tensor([vocab.think_close_id])])
+    free, free_close = _think_tokens(vocab)
     one = {t: torch.tensor([t]) for t in (vocab.think_open_id, vocab.think_close_id,
                                           vocab.pad_id)}
     out: list[list[tuple[int, ...]]] = [[] for _ in prompts]

@@ -47,10 +47,9 @@ _SHARED = ("samples", "sid_table", "items")
 _PARAMS = {"params:evaluate", "params:teacher_corpus"}
 
 
-def _spec(model: str | ModelSpec) -> ModelSpec:
+def _spec(model: str | ModelSpec, known: dict[str, ModelSpec]) -> ModelSpec:
     if isinstance(model, ModelSpec):
         return model
-    known = {**STAGE_MODELS, **rl_models(), **BASELINE_MODELS}
     if model not in known:
         raise ValueError(f"unknown evaluated model {model!r}; known: {list(known)} "
                          f"(or pass a ModelSpec)")
@@ -85,9 +84,10 @@ def create_pipeline(models: Sequence[str | ModelSpec] | None = None,
                     splits: Sequence[str] = SPLITS, **kwargs) -> Pipeline:
     """The evaluation of ``models`` (default: the SFT stages', every RL namespace's and the
     baselines) on ``splits``, with one comparison report per split."""
+    known = {**STAGE_MODELS, **rl_models(), **BASELINE_MODELS}  # parameters_rl.yml read once
     if models is None:
-        models = (*STAGE_MODELS, *rl_models(), *BASELINE_MODELS)
-    specs = [_spec(m) for m in models]
+        models = tuple(known)
+    specs = [_spec(m, known) for m in models]
     if not specs:
         raise ValueError("evaluate: no models to evaluate")
     names = [s.name for s in specs]
