@@ -266,7 +266,11 @@ def test_start_pairs_auto_pairs_every_rl_namespace_with_its_stage2_start():
     specs = [*STAGE_MODELS.values(), rl_model("sapo"), rl_model("sapo_no_norm"),
              ModelSpec.for_baseline("sasrec")]
     assert start_pairs("auto", specs) == (("sapo", "sft_reasoning"),
-                                          ("sapo_no_norm", "sft_reasoning"))
+                                          ("sapo_no_norm", "sft_reasoning"),
+                                          ("sft_reasoning", "sid_only"),
+                                          ("sft_reasoning_sid", "sid_only"))
+    assert start_pairs("auto", specs[1:]) == (("sapo", "sft_reasoning"),
+                                              ("sapo_no_norm", "sft_reasoning"))
     assert start_pairs([["grpo", "sid_only"]], specs) == (("grpo", "sid_only"),)
     assert from_dict(EvaluateConfig, {}, "evaluate").report.start_pairs == "auto"
     with pytest.raises(Exception, match="start_pairs"):

@@ -87,19 +87,20 @@ def test_sft_stages_write_models_logs_and_valid_accuracy(full_run: Path):
 
 
 def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path):
-    methods = ["sid_only", "sft_reasoning", "grpo", "sapo", "rere"]
+    methods = ["sid_only", "sft_reasoning", "sft_reasoning_sid", "grpo", "sapo", "rere"]
     baselines = ["popularity", "sasrec"]
     for split in ("valid", "test"):
         report = json.loads((full_run / "08_reporting" / f"evaluation_{split}.json").read_text())
         assert [row["method"] for row in report["methods"]] == methods + baselines
-        assert [row["baseline"] for row in report["methods"]] == [False] * 5 + [True] * 2
+        assert [row["baseline"] for row in report["methods"]] == [False] * 6 + [True] * 2
         assert report["split"] == split and report["dataset"] == "synthetic"
         md = (full_run / "08_reporting" / f"evaluation_{split}.md").read_text()
         assert all(f"| {m} |" in md for m in methods)
         assert all(f"| {b} (baseline) |" in md for b in baselines)
         pairs = {(t["reference"], t["other"]) for t in report["paired_tests"]}
         assert {("sapo", "sasrec"), ("sapo", "popularity"), ("grpo", "sft_reasoning"),
-                ("rere", "sft_reasoning"), ("sapo", "sft_reasoning")} <= pairs
+                ("rere", "sft_reasoning"), ("sapo", "sft_reasoning"),
+                ("sft_reasoning_sid", "sid_only"), ("sft_reasoning", "sid_only")} <= pairs
     sasrec = json.loads((full_run / "08_reporting" / "baseline_sasrec.json").read_text())
     assert sasrec["kind"] == "sasrec" and sasrec["loss"] == "ce" and sasrec["log"]
     rl_log = pl.read_csv(full_run / "08_reporting" / "rl_sapo_log.csv")

@@ -381,3 +381,29 @@ def test_concise_style_names_group_type_and_item_in_short_blocks(tables):
     with pytest.raises(ValueError, match="style='terse'"):
         RuleTeacherConfig(style="terse")
     assert first.codes == (0, 0, 2)
+
+
+def test_evidence_style_blocks_depend_on_the_history_and_the_chosen_prefix_only(tables):
+    items, samples, sids, table = tables
+    ctx = build_context(items, sids, table, PromptConfig())
+    # one history [0, 1] (SIDs (0,0,0), (0,0,1)), three targets: 2 = (0,0,2), 4 = (0,1,1), 6 = (1,0,0)
+    frame = samples.head(3).with_columns(pl.Series("history", [[0, 1]] * 3),
+                                         pl.Series("target", [2, 4, 6]))
+    reqs = reasoning_requests(ctx, frame)
+    teacher = RuleTeacher(RuleTeacherConfig(style="evidence"), seed=0)
+    same2, other2, other1 = (o.value for o in teacher.reason_steps_batch(reqs))
+    assert same2[0] == other2[0] == other1[0]  # block 1: the prompt only
+    assert same2[0].startswith("Latest group: ") and same2[0].endswith("(2 of 2).")
+    assert same2[1] == other2[1] != other1[1]  # block 2: the level-1 prefix chosen before it
+    assert same2[1] == f"Here: 2 of 2, latest {teacher._title(ctx.item(1))}."
+    assert other1[1] == "Here: 0 of 2."
+    assert same2[2] != other2[2] and other2[2] == "Here: 0 of 2."  # block 3: prefix (0,0) vs (0,1)
+    assert not SID_TEXT.search(" ".join(same2 + other2 + other1))
+    empty = reasoning_requests(ctx, frame.head(1).with_columns(
+        pl.Series("history", [[]], dtype=pl.List(pl.Int64))))
+    assert teacher.reason_steps_batch(empty)[0].value == ["Latest group: none.", "Here: 0 of 0.",
+                                                          "Here: 0 of 0."]
+    bare = reqs[0].__class__(key=0, history=reqs[0].history, target=reqs[0].target,
+                             codes=reqs[0].codes, hierarchy=reqs[0].hierarchy)
+    with pytest.raises(ValueError, match="evidence style needs"):
+        teacher.reason_steps_batch([bare])

@@ -89,6 +89,7 @@ class ReasoningRequest:
     codes: tuple[int, ...]  # target SID
     hierarchy: tuple[PrefixSummary, ...]  # target's prefixes of length 1..K-1
     history_codes: tuple[tuple[int, ...], ...] = ()  # SIDs of the history items (optional)
+    history_hierarchy: tuple[tuple[PrefixSummary, ...], ...] = ()  # their prefixes (optional)
 
     def __post_init__(self) -> None:
         if len(self.hierarchy) != len(self.codes) - 1:
@@ -98,6 +99,8 @@ class ReasoningRequest:
             )
         if self.history_codes and len(self.history_codes) != len(self.history):
             raise ValueError(f"ReasoningRequest {self.key}: history_codes / history mismatch")
+        if self.history_hierarchy and len(self.history_hierarchy) != len(self.history):
+            raise ValueError(f"ReasoningRequest {self.key}: history_hierarchy / history mismatch")
 
 
 @dataclass(frozen=True)

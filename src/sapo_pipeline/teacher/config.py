@@ -49,7 +49,7 @@ def _positive(obj: Any, *names: str, allow_zero: bool = False) -> None:
             raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
-RULE_STYLES = ("verbose", "concise")
+RULE_STYLES = ("verbose", "concise", "evidence")
 
 
 @dataclass
@@ -61,7 +61,10 @@ class RuleTeacherConfig:
         metadata={"help": "Reasoning blocks: verbose (1-2 sentences per step, citing the history "
                           "and the group's words) | concise (one short clause per step: the "
                           "group, the sub-type, the item; ~4x fewer think tokens to train on "
-                          "and to decode)."})
+                          "and to decode) | evidence (one clause per step stating what the "
+                          "history shows under the SID prefix chosen so far -- how many items, "
+                          "the latest -- never the answer, so a greedily decoded block does not "
+                          "commit every beam to one group)."})
     max_history_mentions: int = field(
         default=3, metadata={"help": "History titles a reasoning block may cite."})
     max_title_chars: int = field(

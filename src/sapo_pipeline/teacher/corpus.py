@@ -287,6 +287,8 @@ def reasoning_requests(ctx: CorpusContext, frame: pl.DataFrame) -> list[Reasonin
             codes=codes,
             hierarchy=ctx.hierarchy.summaries(codes),
             history_codes=tuple(ctx.codes[int(i)] for i in row["history"]),
+            history_hierarchy=tuple(ctx.hierarchy.summaries(ctx.codes[int(i)])
+                                    for i in row["history"]),
         ))
     return reqs
 

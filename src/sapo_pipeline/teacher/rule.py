@@ -291,7 +291,36 @@ class RuleTeacher(Teacher):
         blocks.append(f"Item: {self._title(req.target)}.")
         return [clean_block(b) for b in blocks]
 
+    def _evidence(self, req: ReasoningRequest) -> list[str]:
+        """One clause per step, a function of the history and the SID prefix chosen before it
+        (never of the answer): block 1 names the latest item's group and how many history items
+        are in it; block k > 1 counts the history items under the chosen prefix of length k - 1
+        and names the latest of them. Teacher-forced on the target's prefix in training, it is
+        computed on each beam's own prefix in decoding, so a greedy block never picks the group."""
+        if req.history and not (req.history_codes and req.history_hierarchy):
+            raise ValueError(f"ReasoningRequest {req.key}: the evidence style needs the history "
+                             f"items' SIDs and prefix summaries")
+        n = len(req.history)
+        if n:
+            last = req.history_codes[-1]
+            same = sum(c[:1] == last[:1] for c in req.history_codes)
+            group = clean_block(req.history_hierarchy[-1][0].label()) or "one group"
+            blocks = [f"Latest group: {group} ({same} of {n})."]
+        else:
+            blocks = ["Latest group: none."]
+        for level in range(2, len(req.codes) + 1):
+            prefix = req.codes[:level - 1]
+            inside = [i for i, c in enumerate(req.history_codes) if tuple(c[:level - 1]) == prefix]
+            if inside:
+                latest = self._title(req.history[inside[-1]])
+                blocks.append(f"Here: {len(inside)} of {n}, latest {latest}.")
+            else:
+                blocks.append(f"Here: 0 of {n}.")
+        return [clean_block(b) for b in blocks]
+
     def _reason(self, req: ReasoningRequest) -> list[str]:
+        if self.cfg.style == "evidence":
+            return self._evidence(req)
         rng = self._rng("reason", req.key)
         labels = self._labels(req)
         if self.cfg.style == "concise":

@@ -70,12 +70,18 @@ def make_compute_metrics(spec: ModelSpec, split: str) -> Callable[..., tuple[pl.
 
 def start_pairs(setting: str | Sequence[Sequence[str]], specs: Sequence[ModelSpec]
                 ) -> tuple[tuple[str, str], ...]:
-    """The paired tests of each RL model against its start: ``auto`` pairs every evaluated model
-    that has an RL training log (every RL namespace, ablations included) with
-    ``sft_reasoning``; an explicit list is used as given."""
+    """The paired tests of each model against its start. ``auto``: every evaluated model that has
+    an RL training log (every RL namespace, ablations included) against ``sft_reasoning``, and the
+    Stage-2 models against ``sid_only`` (what Stage 2 changes: ``sft_reasoning`` in the reasoning
+    layout, ``sft_reasoning_sid`` in Stage 1's plain layout), where both are evaluated; an
+    explicit list is used as given."""
     if setting == "auto":
-        rl = dict.fromkeys(spec.label for spec in specs if spec.training_log)
-        return tuple((label, "sft_reasoning") for label in rl)
+        labels = dict.fromkeys(spec.label for spec in specs)
+        rl = [spec.label for spec in specs if spec.training_log]
+        pairs = [(label, "sft_reasoning") for label in dict.fromkeys(rl)]
+        pairs += [(stage2, "sid_only") for stage2 in ("sft_reasoning", "sft_reasoning_sid")
+                  if stage2 in labels and "sid_only" in labels]
+        return tuple(pairs)
     return tuple((str(a), str(b)) for a, b in setting)
 
 

@@ -23,11 +23,15 @@ from sapo_pipeline.pipelines.evaluate import nodes
 from sapo_pipeline.pipelines.rl.namespaces import rl_namespaces
 
 SPLITS = ("valid", "test")
-#: The SFT stages' models.
+#: The SFT stages' models. ``sft_reasoning_sid`` is the Stage-2 model decoded as ``sid_only`` is
+#: (plain layout, the sequence prompt): paired with ``sid_only``, it measures how much of Stage
+#: 1's next-SID skill Stage 2 keeps.
 STAGE_MODELS: dict[str, ModelSpec] = {
     "sid_only": ModelSpec("sid_only", "align_model", reasoning=False, prompt_task="sid_sequence"),
     "sft_reasoning": ModelSpec("sft_reasoning", "reason_model", reasoning=True,
                                prompt_task="reasoning"),
+    "sft_reasoning_sid": ModelSpec("sft_reasoning_sid", "reason_model", reasoning=False,
+                                   prompt_task="sid_sequence"),
 }
 
 
