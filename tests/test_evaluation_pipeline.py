@@ -275,3 +275,21 @@ def test_start_pairs_auto_pairs_every_rl_namespace_with_its_stage2_start():
     assert from_dict(EvaluateConfig, {}, "evaluate").report.start_pairs == "auto"
     with pytest.raises(Exception, match="start_pairs"):
         from_dict(EvaluateConfig, {"report": {"start_pairs": "every"}}, "evaluate")
+
+
+def test_building_the_pipeline_warns_nothing_about_dotted_dataset_names():
+    import warnings
+
+    from kedro.pipeline import Node
+
+    from sapo_pipeline.pipelines.evaluate import create_pipeline
+
+    Node.__dotted_dataset_name_warned__ = False  # Kedro warns once per process
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        create_pipeline(models=["sid_only", "sft_reasoning", "sapo", "popularity"])
+    assert not [w for w in caught if "dataset names contain '.'" in str(w.message)]
+    with warnings.catch_warnings(record=True) as caught:  # the check itself is still on
+        warnings.simplefilter("always")
+        Node(lambda x: x, "a.b", "c", name="dotted")
+    assert [w for w in caught if "dataset names contain '.'" in str(w.message)]

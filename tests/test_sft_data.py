@@ -10,7 +10,6 @@ import sft_setup
 import torch
 
 from sapo_pipeline.config_utils import ConfigError, from_dict
-from sapo_pipeline.model.schedule import WarmupCosine, build_optimizer, warmup_steps
 from sapo_pipeline.model.sft import SFTLossModule
 from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig, TrainConfig
 from sapo_pipeline.model.sft_data import (
@@ -23,6 +22,7 @@ from sapo_pipeline.model.sft_data import (
 )
 from sapo_pipeline.model.tokenizer import TokenizerConfig, train_tokenizer
 from sapo_pipeline.sid.catalog import is_sid_token
+from sapo_pipeline.training.schedule import WarmupCosine, build_optimizer, warmup_steps
 
 
 @pytest.fixture(scope="module")

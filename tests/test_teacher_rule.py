@@ -291,7 +291,7 @@ def test_config_validation():
     assert from_dict(TeacherCorpusConfig, _params(), "teacher_corpus") == TeacherCorpusConfig()
     for bad, msg in [({"teacher": {"backend": "gpt"}}, "backend 'gpt' unknown"),
                      ({"teacher": {"backend": "openai"}}, "needs openai.model"),
-                     ({"teacher": {"openai": {"concurrency": 0}}}, "concurrency must be > 0"),
+                     ({"teacher": {"openai": {"concurrency": 0}}}, "concurrency=0: must be > 0"),
                      ({"alignment": {"tasks": ["seq_sid", "bogus"]}}, "unknown"),
                      ({"alignment": {"caps": {"seq_sid": {"test": 1}}}}, "keys among"),
                      ({"reasoning": {"max_trian": 1}}, "unknown parameter")]:

@@ -7,6 +7,7 @@ parameter path (e.g. ``ingest.filters.k_cor``), so a typo fails before a run, no
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Mapping
@@ -32,28 +33,66 @@ def _dataclass_type(tp: Any) -> type | None:
     return None
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
+def check_positive(owner: str, name: str, value: Any, *, allow_none: bool = False,
+                   allow_zero: bool = False) -> None:
+    """Raise ``ValueError("<owner>.<name>=<value>: must be > 0")`` unless ``value`` is a number
+    above zero (or zero with ``allow_zero``, or None with ``allow_none``); bools are refused."""
+    if value is None and allow_none:
+        return
+    if (value is None or isinstance(value, bool) or not isinstance(value, (int, float))
+            or value < 0 or (value == 0 and not allow_zero)):
+        raise ValueError(f"{owner}.{name}={value!r}: must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def check_positive_fields(config: Any, *names: str, allow_zero: bool = False) -> None:
+    """:func:`check_positive` on several fields of a config dataclass, named by its class."""
+    for name in names:
+        check_positive(type(config).__name__, name, getattr(config, name), allow_zero=allow_zero)
+
+
+def check_choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``options``."""
+    if value not in options:
+        raise ValueError(f"{owner}.{name}={value!r}: expected one of {list(options)}")
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    """A field's default value (its factory called), or None when it has none."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "",
+              base: Any = None) -> T:
     """Construct ``cls`` from ``data``, recursing into nested dataclass fields.
 
-    Tuples given as YAML lists are converted. Errors name ``where`` + the field path.
+    A nested mapping overrides the field's own default (``AlignConfig.train`` keeps the values of
+    its ``default_factory`` that the mapping does not name), so a partial YAML section changes
+    only what it names. ``base``: an instance whose values replace the class defaults. Tuples
+    given as YAML lists are converted. Errors name ``where`` + the field path.
     """
     if isinstance(data, cls):
         return data
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
             f"{where or cls.__name__}: unknown parameter(s) {unknown}; "
-            f"expected some of {sorted(names)}"
+            f"expected some of {sorted(fields)}"
         )
     kwargs: dict[str, Any] = {}
+    if base is not None:
+        kwargs = {name: getattr(base, name) for name in fields if name not in data}
     for name, value in data.items():
         path = f"{where}.{name}" if where else name
         sub = _dataclass_type(hints.get(name))
         if sub is not None and isinstance(value, Mapping):
-            kwargs[name] = from_dict(sub, value, path)
+            default = getattr(base, name) if base is not None else _field_default(fields[name])
+            kwargs[name] = from_dict(sub, value, path,
+                                     base=default if isinstance(default, sub) else None)
         elif typing.get_origin(hints.get(name)) is tuple and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
@@ -93,6 +132,15 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return _plain(dataclasses.asdict(obj))
 
 
-def help_of(cls: type) -> dict[str, str]:
-    """Field name -> help text, from ``field(metadata={"help": ...})``."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+def describe(config: Any, prefix: str = "") -> list[str]:
+    """Every field of a config dataclass, nested ones flattened: ``path: value  # help``."""
+    lines = []
+    for f in dataclasses.fields(config):
+        value, path = getattr(config, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            lines += describe(value, f"{path}.")
+            continue
+        text = json.dumps(list(value) if isinstance(value, tuple) else value, default=str)
+        helptext = " ".join(str(f.metadata.get("help", "")).split())
+        lines.append(f"{path}: {text}" + (f"  # {helptext}" if helptext else ""))
+    return lines

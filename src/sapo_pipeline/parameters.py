@@ -49,3 +49,44 @@ def validate_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     names = [key for key in SECTIONS if key in params]
     names += [key for key in rl_sections(params) if key not in SECTIONS]
     return {key: load_section(key, params[key]) for key in names}
+
+
+def section_defaults(section: str) -> Any:
+    """The defaults of ``section``: a pipeline section, a baseline kind or an RL method."""
+    from sapo_pipeline.baselines.registry import KINDS
+    from sapo_pipeline.rl.methods import METHODS
+
+    if section in METHODS:
+        return METHODS[section].config()
+    if section in KINDS:
+        return KINDS[section].config()
+    if section in SECTIONS and section not in KINDS:
+        return from_dict(config_class(section), {}, section)
+    raise ValueError(f"unknown section {section!r}; one of "
+                     f"{sorted({*SECTIONS, *METHODS, *KINDS})}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sapo_pipeline.parameters <section>``: every parameter of a section with its
+    default and help (the YAML files list only what users usually change)."""
+    import argparse
+    import sys
+
+    from sapo_pipeline.config_utils import describe
+
+    parser = argparse.ArgumentParser(prog="python -m sapo_pipeline.parameters",
+                                     description=main.__doc__)
+    parser.add_argument("section", help="align, reason, evaluate, ingest, sid_catalog, "
+                                        "teacher_corpus, an RL method (grpo, sapo, rere) or a "
+                                        "baseline kind (popularity, sasrec)")
+    args = parser.parse_args(argv)
+    try:
+        config = section_defaults(args.section)
+    except ValueError as exc:
+        parser.error(str(exc))
+    sys.stdout.write("\n".join(describe(config, f"{args.section}.")) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

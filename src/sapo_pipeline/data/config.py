@@ -126,6 +126,6 @@ class IngestConfig:
     """All parameters of the ``ingest`` pipeline."""
 
     source: SourceConfig = field(default_factory=SourceConfig)
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(defect_rate=0.001))
     filters: FilterConfig = field(default_factory=FilterConfig)
     split: SplitConfig = field(default_factory=SplitConfig)

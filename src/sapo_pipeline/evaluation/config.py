@@ -12,18 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sapo_pipeline.config_utils import check_positive
+
 DEVICES = ("auto", "cpu", "cuda")
 PUBLISHED_CHOICES = ("auto", "none", "office", "industrial")
 METRIC_FAMILIES = ("recall", "ndcg")
 
 
-def _positive(owner: str, name: str, value: float | None, allow_none: bool = False,
-              allow_zero: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if (value is None or isinstance(value, bool) or not isinstance(value, (int, float))
-            or value < 0 or (value == 0 and not allow_zero)):
-        raise ValueError(f"{owner}.{name}={value!r}: must be {'>= 0' if allow_zero else '> 0'}")
 
 
 @dataclass
@@ -50,8 +45,8 @@ class DecodingConfig:
     def __post_init__(self) -> None:
         o = "evaluate.decoding"
         for name in ("num_beams", "max_think_tokens", "batch_size", "max_length"):
-            _positive(o, name, getattr(self, name))
-        _positive(o, "num_threads", self.num_threads, allow_none=True)
+            check_positive(o, name, getattr(self, name))
+        check_positive(o, "num_threads", self.num_threads, allow_none=True)
         if self.device not in DEVICES:
             raise ValueError(f"{o}.device={self.device!r}: expected one of {list(DEVICES)}")
 
@@ -100,12 +95,12 @@ class StatsConfig:
         o = "evaluate.stats"
         if not 0.5 <= self.confidence < 1:
             raise ValueError(f"{o}.confidence={self.confidence!r}: must be in [0.5, 1)")
-        _positive(o, "n_bootstrap", self.n_bootstrap)
-        _positive(o, "n_permutations", self.n_permutations)
-        _positive(o, "exact_max_rows", self.exact_max_rows, allow_zero=True)
+        check_positive(o, "n_bootstrap", self.n_bootstrap)
+        check_positive(o, "n_permutations", self.n_permutations)
+        check_positive(o, "exact_max_rows", self.exact_max_rows, allow_zero=True)
         if self.exact_max_rows > 22:
             raise ValueError(f"{o}.exact_max_rows={self.exact_max_rows}: at most 22 (2**22 flips)")
-        _positive(o, "seed", self.seed, allow_zero=True)
+        check_positive(o, "seed", self.seed, allow_zero=True)
 
 
 @dataclass
@@ -172,7 +167,7 @@ class ReportConfig:
             family, _, k = str(m).partition("@")
             if family not in METRIC_FAMILIES or not k.isdigit() or int(k) < 1:
                 raise ValueError(f"{o}.paired_metrics: {m!r} is not like 'ndcg@10' / 'recall@5'")
-        _positive(o, "plot_k", self.plot_k)
+        check_positive(o, "plot_k", self.plot_k)
         if self.published_reference not in PUBLISHED_CHOICES:
             raise ValueError(f"{o}.published_reference={self.published_reference!r}: expected one "
                              f"of {list(PUBLISHED_CHOICES)}")
@@ -183,11 +178,11 @@ class EvaluateConfig:
     """Everything the ``evaluate`` pipeline reads from ``params:evaluate``."""
 
     max_samples: int | None = field(
-        default=None,
+        default=1500,
         metadata={"help": "Evaluate a seeded subset of at most this many rows per split (the same "
                           "rows for every model; the report states it). null: every row."})
     max_samples_per_split: dict[str, int | None] = field(
-        default_factory=dict,
+        default_factory=lambda: {"valid": 100},
         metadata={"help": "Tighter caps for some splits, on top of max_samples (the smaller "
                           "wins), e.g. {valid: 100}: valid only serves model selection, test is "
                           "the reported split."})
@@ -208,14 +203,14 @@ class EvaluateConfig:
         return min(caps) if caps else None
 
     def __post_init__(self) -> None:
-        _positive("evaluate", "max_samples", self.max_samples, allow_none=True)
+        check_positive("evaluate", "max_samples", self.max_samples, allow_none=True)
         self.max_samples_per_split = dict(self.max_samples_per_split or {})
         for split, n in self.max_samples_per_split.items():
             if split not in ("train", "valid", "test"):
                 raise ValueError(f"evaluate.max_samples_per_split: unknown split {split!r} "
                                  f"(train / valid / test)")
-            _positive("evaluate.max_samples_per_split", split, n, allow_none=True)
-        _positive("evaluate", "seed", self.seed, allow_zero=True)
+            check_positive("evaluate.max_samples_per_split", split, n, allow_none=True)
+        check_positive("evaluate", "seed", self.seed, allow_zero=True)
         missing = [m for m in self.report.paired_metrics
                    if int(m.partition("@")[2]) not in self.metrics.ks]
         if missing:

@@ -41,8 +41,6 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from sapo_pipeline.model.rng import gather_rng_state, set_rng_state
-from sapo_pipeline.model.schedule import build_optimizer, build_scheduler, warmup_steps
 from sapo_pipeline.model.sft_config import TrainConfig
 from sapo_pipeline.model.sft_data import (
     IGNORE_INDEX,
@@ -59,6 +57,10 @@ from sapo_pipeline.model.sft_state import (
     trainable_state,
     weights_hash,
 )
+from sapo_pipeline.training.accelerator import make_accelerator, use_bf16
+from sapo_pipeline.training.head import head_parts, next_token_logits
+from sapo_pipeline.training.rng import gather_rng_state, set_rng_state
+from sapo_pipeline.training.schedule import build_optimizer, build_scheduler, warmup_steps
 
 logger = logging.getLogger(__name__)
 
@@ -97,45 +99,17 @@ class SFTLossModule(torch.nn.Module):
     def __init__(self, model: Any, selective: bool = True) -> None:
         super().__init__()
         self.model = model
-        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        cfg = getattr(lm, "config", None)
-        plain_head = all(getattr(cfg, a, None) in (None, 1.0)
-                         for a in ("final_logit_softcapping", "logit_scale"))
-        body = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
-        self.selective = bool(selective and plain_head and body is not None
-                              and lm.get_output_embeddings() is not None)
-        self._parts = (body, lm.get_output_embeddings()) if self.selective else None
+        self._parts = head_parts(model) if selective else None
+        self.selective = self._parts is not None
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor,
                 attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None) -> torch.Tensor:
         targets = labels[:, 1:]
-        if self._parts is not None:
-            body, head = self._parts
-            hidden = body(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids, use_cache=False).last_hidden_state
-            keep = targets != IGNORE_INDEX
-            logits = head(hidden[:, :-1][keep])
-            return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                            position_ids=position_ids, use_cache=False).logits[:, :-1]
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                               ignore_index=IGNORE_INDEX, reduction="sum")
-
-
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    """An Accelerator on CPU when asked or when no GPU exists (gloo across CPU processes)."""
-    cpu = cfg.device == "cpu" or not torch.cuda.is_available()
-    return Accelerator(cpu=cpu, mixed_precision="no")
-
-
-def use_bf16(mode: str, device: torch.device) -> bool:
-    """autocast=auto: bf16 on CUDA devices that support it; off on CPU (measured slower)."""
-    if mode == "bf16":
-        return True
-    if mode == "off":
-        return False
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+        keep = targets != IGNORE_INDEX
+        logits = next_token_logits(self.model, self._parts, input_ids, keep, attention_mask,
+                                   position_ids)
+        return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
 
 def run_fingerprint(cfg: TrainConfig, train: TokenizedCorpus, valid: TokenizedCorpus | None,
@@ -193,7 +167,7 @@ def train_sft(
     or last weights), the log rows and a summary."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    acc = make_accelerator(cfg)
+    acc = make_accelerator(cfg.device)
     rank, world, main = acc.process_index, acc.num_processes, acc.is_main_process
     plan = StepPlan(train.lengths, batch_size=cfg.batch_size, micro_per_step=cfg.grad_accum * world,
                     seed=cfg.seed, mode=cfg.batching, bucket_size=cfg.bucket_size)

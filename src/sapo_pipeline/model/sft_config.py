@@ -12,29 +12,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from sapo_pipeline.config_utils import check_choice, check_positive
 from sapo_pipeline.model.backbone import BackboneConfig
 from sapo_pipeline.model.tokenizer import TokenizerConfig
 from sapo_pipeline.teacher.prompts import PROMPT_RESPONSE_SEP, REASONING_TASK
+from sapo_pipeline.training import AUTOCAST_MODES, RESUME_MODES
 
-AUTOCAST_MODES = ("auto", "bf16", "off")
 BATCHING_MODES = ("bucket", "pack", "random")
-RESUME_MODES = ("auto", "never", "require")
 OVERLONG_POLICIES = ("skip", "error")
 EVAL_LAYOUTS = ("sid", "reasoning")
 SPLITS = ("train", "valid")
 
 
-def _positive(owner: str, name: str, value: float | None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or value <= 0:
-        raise ValueError(f"{owner}.{name}={value!r}: must be > 0")
 
 
-def _choice(owner: str, name: str, value: str, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(f"{owner}.{name}={value!r}: expected one of {list(options)}")
 
 
 @dataclass
@@ -168,12 +161,12 @@ class TrainConfig:
         o = "TrainConfig"
         for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every",
                      "bucket_size", "save_total_limit", "pad_to_multiple_of"):
-            _positive(o, name, getattr(self, name))
+            check_positive(o, name, getattr(self, name))
         for name in ("max_steps", "pack_length", "max_eval_examples", "early_stopping_patience",
                      "num_threads", "max_grad_norm"):
-            _positive(o, name, getattr(self, name), allow_none=True)
-        _positive(o, "lr", self.lr)
-        _positive(o, "max_length", self.max_length)
+            check_positive(o, name, getattr(self, name), allow_none=True)
+        check_positive(o, "lr", self.lr)
+        check_positive(o, "max_length", self.max_length)
         self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"{o}.betas={self.betas}: two values in [0, 1)")
@@ -189,11 +182,11 @@ class TrainConfig:
             raise ValueError(f"{o}: eval_every and checkpoint_every must be >= 0")
         if self.early_stopping_min_delta < 0:
             raise ValueError(f"{o}.early_stopping_min_delta must be >= 0")
-        _choice(o, "autocast", self.autocast, AUTOCAST_MODES)
-        _choice(o, "batching", self.batching, BATCHING_MODES)
-        _choice(o, "resume", self.resume, RESUME_MODES)
-        _choice(o, "overlong", self.overlong, OVERLONG_POLICIES)
-        _choice(o, "device", self.device, ("auto", "cpu"))
+        check_choice(o, "autocast", self.autocast, AUTOCAST_MODES)
+        check_choice(o, "batching", self.batching, BATCHING_MODES)
+        check_choice(o, "resume", self.resume, RESUME_MODES)
+        check_choice(o, "overlong", self.overlong, OVERLONG_POLICIES)
+        check_choice(o, "device", self.device, ("auto", "cpu"))
         if self.pack_length is not None and self.pack_length < self.max_length:
             raise ValueError(
                 f"{o}.pack_length={self.pack_length}: must be >= max_length={self.max_length}"
@@ -230,12 +223,21 @@ class SidEvalConfig:
 
     def __post_init__(self) -> None:
         o = "SidEvalConfig"
-        _choice(o, "layout", self.layout, EVAL_LAYOUTS)
-        _positive(o, "batch_size", self.batch_size)
-        _positive(o, "think_max_tokens", self.think_max_tokens)
-        _positive(o, "max_examples", self.max_examples, allow_none=True)
+        check_choice(o, "layout", self.layout, EVAL_LAYOUTS)
+        check_positive(o, "batch_size", self.batch_size)
+        check_positive(o, "think_max_tokens", self.think_max_tokens)
+        check_positive(o, "max_examples", self.max_examples, allow_none=True)
         if not self.task:
             raise ValueError(f"{o}.task: required")
+
+
+def stage_train(**overrides: Any) -> TrainConfig:
+    """The training loop of a pipeline stage (what ``align.train`` / ``reason.train`` default to):
+    the loop's defaults plus the evaluation, early-stopping, checkpoint and logging cadence of a
+    stage of some hundred steps, and ``overrides``."""
+    cadence = {"eval_every": 500, "max_eval_examples": 2000, "early_stopping_patience": 3,
+               "checkpoint_every": 500, "log_every": 20}
+    return TrainConfig(**{**cadence, **overrides})
 
 
 def _check_tasks(owner: str, tasks: list[str] | None) -> list[str] | None:
@@ -271,11 +273,13 @@ class AlignConfig:
         default_factory=BackboneConfig, metadata={"help": "The causal LM (scratch or pretrained)."}
     )
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(work_dir="data/06_models/align_work"),
-        metadata={"help": "Training loop settings."},
+        default_factory=lambda: stage_train(epochs=4, batch_size=32,
+                                            work_dir="data/06_models/align_work"),
+        metadata={"help": "Training loop settings (CPU default: 4 epochs, ~960 steps)."},
     )
     eval: SidEvalConfig = field(
-        default_factory=SidEvalConfig, metadata={"help": "Valid SID accuracy after the stage."}
+        default_factory=lambda: SidEvalConfig(max_examples=500),
+        metadata={"help": "Valid SID accuracy after the stage."},
     )
 
     def __post_init__(self) -> None:
@@ -285,7 +289,7 @@ class AlignConfig:
             raise ValueError(
                 f"AlignConfig.tokenizer_splits={self.tokenizer_splits!r}: non-empty, from {SPLITS}"
             )
-        _positive("AlignConfig", "codebook_size", self.codebook_size, allow_none=True)
+        check_positive("AlignConfig", "codebook_size", self.codebook_size, allow_none=True)
 
 
 @dataclass
@@ -296,11 +300,14 @@ class ReasonConfig:
         default=None, metadata={"help": "Corpus tasks trained on (null: every task)."}
     )
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(work_dir="data/06_models/reason_work"),
-        metadata={"help": "Training loop settings."},
+        default_factory=lambda: stage_train(epochs=1, lr=5e-4, max_length=768,
+                                            eval_batch_size=32,
+                                            work_dir="data/06_models/reason_work"),
+        metadata={"help": "Training loop settings (CPU default: 1 epoch of the traces)."},
     )
     eval: SidEvalConfig = field(
-        default_factory=lambda: SidEvalConfig(task=REASONING_TASK, layout="reasoning"),
+        default_factory=lambda: SidEvalConfig(task=REASONING_TASK, layout="reasoning",
+                                              max_examples=200),
         metadata={"help": "Valid SID accuracy after the stage."},
     )
     replay_tasks: list[str] = field(
@@ -320,4 +327,4 @@ class ReasonConfig:
         self.replay_tasks = list(self.replay_tasks or [])
         if not all(isinstance(t, str) and t for t in self.replay_tasks):
             raise ValueError(f"ReasonConfig.replay_tasks={self.replay_tasks!r}: task names")
-        _positive("ReasonConfig", "replay_max_rows", self.replay_max_rows, allow_none=True)
+        check_positive("ReasonConfig", "replay_max_rows", self.replay_max_rows, allow_none=True)

@@ -15,29 +15,22 @@ such as ``sapo_no_step_adv`` can hold any variant.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
-RESUME_MODES = ("auto", "never", "require")
+from sapo_pipeline.config_utils import check_choice, check_positive
+from sapo_pipeline.training import AUTOCAST_MODES, RESUME_MODES
+
 STD_MODES = ("sample", "population")
 EMPTY_STEP_MODES = ("count", "skip")
 OLD_LOGPROB_MODES = ("recompute", "rollout")
-AUTOCAST_MODES = ("auto", "bf16", "off")
 OUTCOME_AGGREGATIONS = ("token", "sequence")
 GRPO_REWARDS = ("exact", "prefix")
 SAPO_REWARDS = ("prefix_conditioned", "independent")
 PENALTY_NORMALISATIONS = ("all_ranks", "wrong_beams", "none")
 
 
-def _positive(owner: str, name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if value is None or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{owner}.{name}={value!r}: must be > 0")
 
 
-def _choice(owner: str, name: str, value: Any, options: tuple[str, ...]) -> None:
-    if value not in options:
-        raise ValueError(f"{owner}.{name}={value!r}: expected one of {list(options)}")
 
 
 @dataclass
@@ -47,7 +40,8 @@ class RLTrainConfig:
     ALGORITHM: ClassVar[str] = "base"
 
     # ---- schedule and batch
-    steps: int = field(default=200, metadata={"help": "RL steps (one rollout + its update each)."})
+    steps: int = field(default=16, metadata={"help": "RL steps (one rollout + its update each); "
+                                              "a CPU default, raise it with a GPU."})
     prompts_per_step: int = field(
         default=8,
         metadata={"help": "Prompts per RL step over all processes (divisible by the process "
@@ -157,15 +151,15 @@ class RLTrainConfig:
                           "joins prompt and response with it)."},
     )
     max_prompt_tokens: int = field(
-        default=384, metadata={"help": "Prompts longer than this lose tokens from the left."}
+        default=512, metadata={"help": "Prompts longer than this lose tokens from the left."}
     )
     # ---- evaluation, checkpoints, logging
     eval_every: int = field(
-        default=0,
+        default=8,
         metadata={"help": "Valid reward every this many steps and at the end (0: never)."},
     )
     eval_prompts: int = field(
-        default=64, metadata={"help": "Valid prompts evaluated (seeded subset, fixed)."}
+        default=32, metadata={"help": "Valid prompts evaluated (seeded subset, fixed)."}
     )
     eval_group_size: int = field(
         default=1, metadata={"help": "Sampled responses per valid prompt."}
@@ -178,7 +172,7 @@ class RLTrainConfig:
                                       "(step-wise) beam search, as evaluate decodes (0: off)."}
     )
     checkpoint_every: int = field(
-        default=50,
+        default=8,
         metadata={"help": "Save the resume state every this many steps (0: only at the end)."},
     )
     save_total_limit: int = field(
@@ -216,12 +210,12 @@ class RLTrainConfig:
                      "max_prompt_tokens", "max_think_tokens", "eval_prompts", "eval_group_size",
                      "save_total_limit", "log_every", "temperature", "eval_temperature",
                      "advantage_eps", "adam_eps", "rollout_batch_size"):
-            _positive(o, name, getattr(self, name))
+            check_positive(o, name, getattr(self, name))
         if isinstance(self.eval_num_beams, bool) or self.eval_num_beams < 0:
             raise ValueError(f"{o}.eval_num_beams={self.eval_num_beams!r}: must be >= 0")
         for name in ("minibatch_groups", "max_prompts", "num_threads", "max_grad_norm",
                      "clip_eps_high"):
-            _positive(o, name, getattr(self, name), allow_none=True)
+            check_positive(o, name, getattr(self, name), allow_none=True)
         if self.group_size < 2:
             raise ValueError(f"{o}.group_size={self.group_size}: a group needs >= 2 responses")
         if not 0.0 < self.clip_eps < 1.0:
@@ -241,13 +235,13 @@ class RLTrainConfig:
         for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{o}.{name}={getattr(self, name)}: must be >= 0")
-        _choice(o, "std", self.std, STD_MODES)
-        _choice(o, "empty_steps", self.empty_steps, EMPTY_STEP_MODES)
-        _choice(o, "old_logprobs", self.old_logprobs, OLD_LOGPROB_MODES)
-        _choice(o, "resume", self.resume, RESUME_MODES)
-        _choice(o, "device", self.device, ("auto", "cpu"))
-        _choice(o, "autocast", self.autocast, AUTOCAST_MODES)
-        _choice(o, "prompt_split", self.prompt_split, ("train", "valid"))
+        check_choice(o, "std", self.std, STD_MODES)
+        check_choice(o, "empty_steps", self.empty_steps, EMPTY_STEP_MODES)
+        check_choice(o, "old_logprobs", self.old_logprobs, OLD_LOGPROB_MODES)
+        check_choice(o, "resume", self.resume, RESUME_MODES)
+        check_choice(o, "device", self.device, ("auto", "cpu"))
+        check_choice(o, "autocast", self.autocast, AUTOCAST_MODES)
+        check_choice(o, "prompt_split", self.prompt_split, ("train", "valid"))
         if self.prompts_per_step < 1:
             raise ValueError(f"{o}.prompts_per_step must be >= 1")
         if not self.work_dir:
@@ -293,8 +287,8 @@ class GRPOConfig(RLTrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _choice("GRPOConfig", "reward", self.reward, GRPO_REWARDS)
-        _choice("GRPOConfig", "aggregation", self.aggregation, OUTCOME_AGGREGATIONS)
+        check_choice("GRPOConfig", "reward", self.reward, GRPO_REWARDS)
+        check_choice("GRPOConfig", "aggregation", self.aggregation, OUTCOME_AGGREGATIONS)
         if self.prefix_weights is not None:
             self.prefix_weights = tuple(float(w) for w in self.prefix_weights)
             if not self.prefix_weights:
@@ -333,7 +327,7 @@ class SAPOConfig(RLTrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _choice("SAPOConfig", "reward", self.reward, SAPO_REWARDS)
+        check_choice("SAPOConfig", "reward", self.reward, SAPO_REWARDS)
         for name in ("step_advantage", "step_normalised"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"SAPOConfig.{name}={getattr(self, name)!r}: must be a boolean")
@@ -375,9 +369,9 @@ class ReReConfig(RLTrainConfig):
         super().__post_init__()
         if self.penalty_weight < 0:
             raise ValueError(f"ReReConfig.penalty_weight={self.penalty_weight}: must be >= 0")
-        _choice("ReReConfig", "penalty_normalisation", self.penalty_normalisation,
+        check_choice("ReReConfig", "penalty_normalisation", self.penalty_normalisation,
                 PENALTY_NORMALISATIONS)
-        _choice("ReReConfig", "aggregation", self.aggregation, OUTCOME_AGGREGATIONS)
+        check_choice("ReReConfig", "aggregation", self.aggregation, OUTCOME_AGGREGATIONS)
         if self.temperature != 1.0:
             raise ValueError(f"ReReConfig.temperature={self.temperature}: beams are not sampled "
                              "and record temperature-1 log-probabilities; keep 1.0")

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from sapo_pipeline.training.head import head_parts, next_token_logits
+
 
 class TokenLogprobs(torch.nn.Module):
     """Wraps a causal LM (plain or peft); see the module docstring."""
@@ -23,13 +25,7 @@ class TokenLogprobs(torch.nn.Module):
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
-        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        cfg = getattr(lm, "config", None)
-        plain_head = all(getattr(cfg, a, None) in (None, 1.0)
-                         for a in ("final_logit_softcapping", "logit_scale"))
-        body = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
-        head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
-        self._parts = (body, head) if plain_head and body is not None and head is not None else None
+        self._parts = head_parts(model)
 
     def forward(self, sequences: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor, with_entropy: bool = False
@@ -38,14 +34,7 @@ class TokenLogprobs(torch.nn.Module):
             raise ValueError("TokenLogprobs: position 0 has no context to be predicted from")
         keep = positions[:, 1:]
         targets = sequences[:, 1:][keep]
-        if self._parts is not None:
-            body, head = self._parts
-            hidden = body(input_ids=sequences, attention_mask=attention_mask,
-                          use_cache=False).last_hidden_state
-            logits = head(hidden[:, :-1][keep])
-        else:
-            logits = self.model(input_ids=sequences, attention_mask=attention_mask,
-                                use_cache=False).logits[:, :-1][keep]
+        logits = next_token_logits(self.model, self._parts, sequences, keep, attention_mask)
         logits = logits.float() / self.temperature
         logsm = F.log_softmax(logits, dim=-1)
         out = torch.zeros(sequences.shape, dtype=torch.float32, device=sequences.device)

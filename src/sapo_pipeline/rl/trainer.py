@@ -34,9 +34,6 @@ import torch
 from tqdm.auto import tqdm
 
 from sapo_pipeline.evaluation.metrics import ndcg_of_ranks
-from sapo_pipeline.model.rng import gather_rng_state, set_rng_state
-from sapo_pipeline.model.schedule import build_optimizer, build_scheduler
-from sapo_pipeline.model.sft import make_accelerator, use_bf16
 from sapo_pipeline.model.sft_state import fingerprint, load_trainable, trainable_state, weights_hash
 from sapo_pipeline.rl.config import RLTrainConfig
 from sapo_pipeline.rl.diagnostics import StepAccumulator
@@ -47,6 +44,9 @@ from sapo_pipeline.rl.prompts import PromptSet
 from sapo_pipeline.rl.rewards import step_rewards
 from sapo_pipeline.rl.source import RolloutSource, check_rollout, describe_source
 from sapo_pipeline.rl.state import RLState, RLWorkDir
+from sapo_pipeline.training.accelerator import make_accelerator, use_bf16
+from sapo_pipeline.training.rng import gather_rng_state, set_rng_state
+from sapo_pipeline.training.schedule import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    acc = make_accelerator(cfg)
+    acc = make_accelerator(cfg.device)
     rank, world, main, device = acc.process_index, acc.num_processes, acc.is_main_process, acc.device
     if cfg.prompts_per_step % world:
         raise ValueError(f"{type(cfg).__name__}.prompts_per_step={cfg.prompts_per_step} is not "

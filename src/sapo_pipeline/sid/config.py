@@ -78,7 +78,7 @@ class SIDCatalogConfig:
     seed: int = field(default=42, metadata={"help": "Seed of the quantiser."})
     quantizer: str = field(default="rqvae", metadata={"help": f"One of {QUANTIZERS}."})
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    rqvae: RQVAEConfig = field(default_factory=RQVAEConfig)
+    rqvae: RQVAEConfig = field(default_factory=lambda: RQVAEConfig(epochs=300))
     rqkmeans: RQKMeansParams = field(default_factory=RQKMeansParams)
     collisions: CollisionConfig = field(default_factory=CollisionConfig)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sapo_pipeline.config_utils import check_positive_fields
 from sapo_pipeline.teacher.hierarchy import HierarchyConfig
 from sapo_pipeline.teacher.prompts import (
     ALIGNMENT_TASKS,
@@ -42,11 +43,6 @@ REQUEST_FIELDS = {
 }
 
 
-def _positive(obj: Any, *names: str, allow_zero: bool = False) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value is None or value < 0 or (value == 0 and not allow_zero):
-            raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 RULE_STYLES = ("verbose", "concise", "evidence")
@@ -73,7 +69,7 @@ class RuleTeacherConfig:
         default=240, metadata={"help": "Source description kept in an item description."})
 
     def __post_init__(self) -> None:
-        _positive(self, "max_history_mentions", "max_title_chars", "max_description_chars")
+        check_positive_fields(self, "max_history_mentions", "max_title_chars", "max_description_chars")
         if self.style not in RULE_STYLES:
             raise ValueError(f"style={self.style!r}: expected one of {list(RULE_STYLES)}")
 
@@ -109,7 +105,7 @@ class TeacherRequestConfig:
             extra = template_fields(getattr(self, name)) - allowed
             if extra:
                 raise ValueError(f"{name}: field(s) {sorted(extra)} not allowed; use {sorted(allowed)}")
-        _positive(self, "max_history_items", "max_input_description_chars", "max_block_chars",
+        check_positive_fields(self, "max_history_items", "max_input_description_chars", "max_block_chars",
                   "max_text_chars")
 
 
@@ -146,8 +142,8 @@ class OpenAIConfig:
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        _positive(self, "concurrency", "timeout_s", "max_tokens")
-        _positive(self, "max_retries", "backoff_base_s", "backoff_max_s", "jitter",
+        check_positive_fields(self, "concurrency", "timeout_s", "max_tokens")
+        check_positive_fields(self, "max_retries", "backoff_base_s", "backoff_max_s", "jitter",
                   "max_retry_after_s", "temperature", allow_zero=True)
         if self.api_key_env is not None and not self.api_key_env.strip():
             raise ValueError("api_key_env must be a variable name or null")
@@ -170,11 +166,11 @@ class HFConfig:
         default=None, metadata={"help": "torch.set_num_threads for generation (null: leave)."})
 
     def __post_init__(self) -> None:
-        _positive(self, "max_new_tokens", "batch_size")
+        check_positive_fields(self, "max_new_tokens", "batch_size")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype must be float32 | bfloat16 | float16, got {self.dtype!r}")
         if self.torch_threads is not None:
-            _positive(self, "torch_threads")
+            check_positive_fields(self, "torch_threads")
 
 
 @dataclass
@@ -246,7 +242,7 @@ class AlignmentConfig:
             raise ValueError(f"tasks: unknown {unknown}; use some of {list(ALIGNMENT_TASKS)}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks: duplicates in {list(self.tasks)}")
-        _positive(self, "max_train_per_task", "max_valid_per_task", allow_zero=True)
+        check_positive_fields(self, "max_train_per_task", "max_valid_per_task", allow_zero=True)
         if self.sequence_window < 2:
             raise ValueError(f"sequence_window must be >= 2, got {self.sequence_window}")
         if self.sequence_stride is not None and not 1 <= self.sequence_stride < \
@@ -278,7 +274,7 @@ class ReasoningConfig:
     max_valid: int = field(default=300, metadata={"help": "Valid samples explained (cap)."})
 
     def __post_init__(self) -> None:
-        _positive(self, "max_train", "max_valid", allow_zero=True)
+        check_positive_fields(self, "max_train", "max_valid", allow_zero=True)
 
 
 @dataclass
@@ -301,4 +297,4 @@ class TeacherCorpusConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        _positive(self, "log_every")
+        check_positive_fields(self, "log_every")

@@ -1,0 +1,99 @@
+"""The typed parameter sections: the dataclass defaults are the defaults users get, and a partial
+section overrides only what it names."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sapo_pipeline.baselines.registry import baseline_config_from_dict
+from sapo_pipeline.config_utils import ConfigError, from_dict
+from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
+from sapo_pipeline.parameters import SECTIONS, load_section, validate_parameters
+from sapo_pipeline.rl.methods import rl_config_from_dict, rl_sections
+
+REPO = Path(__file__).resolve().parents[1]
+#: Fields that a namespace must set itself (every RL run has its own resume directory).
+PER_NAMESPACE = {"work_dir"}
+
+
+def _base_params() -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for path in sorted((REPO / "conf" / "base").glob("parameters_*.yml")):
+        params.update(yaml.safe_load(path.read_text()))
+    return params
+
+
+def _differences(got: Any, default: Any, path: str) -> list[str]:
+    if dataclasses.is_dataclass(got) and type(got) is type(default):
+        return [d for f in dataclasses.fields(got)
+                for d in _differences(getattr(got, f.name), getattr(default, f.name),
+                                      f"{path}.{f.name}")]
+    return [] if got == default else [f"{path}: YAML {got!r}, default {default!r}"]
+
+
+def _section_defaults(key: str, section: dict[str, Any]) -> tuple[Any, Any]:
+    """(the section as the YAML gives it, the same section from its defaults alone)."""
+    if key in ("popularity", "sasrec"):
+        kind = section["baseline"]["kind"]
+        return (baseline_config_from_dict(section["baseline"])[1],
+                baseline_config_from_dict({"kind": kind})[1])
+    if key in SECTIONS:
+        return load_section(key, section), from_dict(type(load_section(key, section)), {}, key)
+    algorithm = section["rl"]["algorithm"]
+    return rl_config_from_dict(section["rl"]), rl_config_from_dict({"algorithm": algorithm})
+
+
+def test_base_yaml_repeats_the_dataclass_defaults_and_changes_none():
+    params = _base_params()
+    sections = [k for k in params if k in SECTIONS] + rl_sections(params)
+    assert {"align", "reason", "evaluate", "ingest", "sid_catalog", "teacher_corpus", "grpo",
+            "sapo", "rere", "popularity", "sasrec"} <= set(sections)
+    problems = []
+    for key in sections:
+        got, default = _section_defaults(key, params[key])
+        problems += [p for p in _differences(got, default, key)
+                     if p.split(":")[0].rsplit(".", 1)[-1] not in PER_NAMESPACE]
+    assert not problems, "conf/base differs from the dataclass defaults:\n" + "\n".join(problems)
+
+
+def test_a_partial_nested_section_keeps_the_stage_defaults_it_does_not_name():
+    align = from_dict(AlignConfig, {"train": {"epochs": 9}}, "align")
+    assert align.train.epochs == 9
+    assert align.train.batch_size == AlignConfig().train.batch_size == 32  # the stage's, not 16
+    assert align.train.work_dir == "data/06_models/align_work"
+    reason = from_dict(ReasonConfig, {"train": {"lr": 1e-4}, "eval": {"batch_size": 8}}, "reason")
+    assert (reason.train.lr, reason.train.max_length, reason.train.work_dir) == (
+        1e-4, 768, "data/06_models/reason_work")
+    assert (reason.eval.layout, reason.eval.max_examples, reason.eval.batch_size) == (
+        "reasoning", 200, 8)
+    with pytest.raises(ConfigError, match=r"align.train: TrainConfig.lr=-1: must be > 0"):
+        from_dict(AlignConfig, {"train": {"lr": -1}}, "align")
+    with pytest.raises(ConfigError, match=r"align.train: unknown parameter\(s\) \['epoch'\]"):
+        from_dict(AlignConfig, {"train": {"epoch": 2}}, "align")
+
+
+def test_every_base_section_validates():
+    params = _base_params()
+    built = validate_parameters(params)
+    assert set(built) == {k for k in params if not k.startswith("_")}
+
+
+def test_parameters_command_lists_every_field_of_a_section_with_its_default_and_help(capsys):
+    from sapo_pipeline.parameters import main
+
+    assert main(["reason"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "reason.train.lr: 0.0005  # Peak learning rate (AdamW)." in lines
+    assert any(line.startswith("reason.train.betas: [0.9, 0.95]  # ") for line in lines)
+    assert len(lines) == len(dataclasses.fields(ReasonConfig)) - 2 + len(
+        dataclasses.fields(type(ReasonConfig().train))) + len(
+        dataclasses.fields(type(ReasonConfig().eval)))  # train and eval flattened
+    assert main(["sapo"]) == 0
+    assert "sapo.steps: 16  # " in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["nope"])
