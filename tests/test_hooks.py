@@ -70,3 +70,34 @@ def test_hf_progress_bars_are_disabled_off_a_terminal(monkeypatch):
     finally:
         hf_logging.enable_progress_bar()
         enable_progress_bars()
+
+
+def test_rich_log_handlers_off_a_terminal_become_plain_unwrapped_ones():
+    import io
+    import logging
+
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    from sapo_pipeline.hooks import plain_log_handlers
+
+    logger = logging.getLogger("sapo_test_plain_logs")
+    logger.propagate = False
+    piped, tty = io.StringIO(), io.StringIO()
+    off = RichHandler(console=Console(file=piped, force_terminal=False, width=80))
+    on = RichHandler(console=Console(file=tty, force_terminal=True, width=80))
+    off.setLevel(logging.INFO)
+    logger.handlers[:] = [off, on]
+    try:
+        assert plain_log_handlers(logger) == 1
+        assert on in logger.handlers and off not in logger.handlers
+        plain = next(h for h in logger.handlers if h is not on)
+        assert type(plain) is logging.StreamHandler and plain.level == logging.INFO
+        message = "a long line " * 20  # 240 characters: rich wraps it at 80 columns
+        logger.warning(message.strip())
+        lines = piped.getvalue().splitlines()
+        assert len(lines) == 1 and lines[0].endswith(message.strip())
+        assert "WARNING sapo_test_plain_logs: a long line" in lines[0]
+        assert plain_log_handlers(logger) == 0  # idempotent
+    finally:
+        logger.handlers[:] = []

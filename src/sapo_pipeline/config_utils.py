@@ -20,6 +20,11 @@ class ConfigError(ValueError):
     """A parameter section does not match its config dataclass."""
 
 
+class InputError(ValueError):
+    """Input data that cannot be used as it is; the message names the file (and the line and
+    field where there is one) and what was expected."""
+
+
 def _dataclass_type(tp: Any) -> type | None:
     """The dataclass inside ``tp`` (``X``, ``X | None``, ``Optional[X]``), if any."""
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):

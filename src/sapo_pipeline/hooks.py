@@ -1,5 +1,6 @@
 """Project hooks: parameters are validated before any node runs; node wall times are recorded;
-third-party progress bars stay off the log when it is not a terminal."""
+third-party progress bars stay off the log, and log lines stay unwrapped, when it is not a
+terminal."""
 
 from __future__ import annotations
 
@@ -44,6 +45,39 @@ class QuietProgressHooks:
             return
         hf_logging.disable_progress_bar()
         disable_progress_bars()
+
+
+PLAIN_LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def plain_log_handlers(logger: logging.Logger) -> int:
+    """Replace ``logger``'s rich handlers that do not write to a terminal by plain stream
+    handlers (same stream and level): one unwrapped line per record, where rich would wrap at
+    80 columns in a log file or a pipe. Returns how many were replaced."""
+    from rich.logging import RichHandler
+
+    replaced = 0
+    for handler in list(logger.handlers):
+        if not isinstance(handler, RichHandler) or handler.console.is_terminal:
+            continue
+        plain = logging.StreamHandler(handler.console.file)
+        plain.setLevel(handler.level)
+        plain.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT, "%Y-%m-%d %H:%M:%S"))
+        for log_filter in handler.filters:
+            plain.addFilter(log_filter)
+        logger.removeHandler(handler)
+        logger.addHandler(plain)
+        replaced += 1
+    return replaced
+
+
+class PlainLogHooks:
+    """Off a terminal, Kedro's rich log handler becomes a plain one (see
+    :func:`plain_log_handlers`); on a terminal nothing changes."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:  # noqa: ANN001 - Kedro's signature
+        plain_log_handlers(logging.getLogger())
 
 
 class NodeTimingHooks:

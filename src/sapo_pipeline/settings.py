@@ -2,9 +2,15 @@
 
 from kedro.config import OmegaConfigLoader
 
-from sapo_pipeline.hooks import NodeTimingHooks, ParameterValidationHooks, QuietProgressHooks
+from sapo_pipeline.hooks import (
+    NodeTimingHooks,
+    ParameterValidationHooks,
+    PlainLogHooks,
+    QuietProgressHooks,
+)
 
-HOOKS = (ParameterValidationHooks(), QuietProgressHooks(), NodeTimingHooks())
+# pluggy calls the hooks of one spec last-registered first: PlainLogHooks, then validation.
+HOOKS = (NodeTimingHooks(), QuietProgressHooks(), ParameterValidationHooks(), PlainLogHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -73,6 +73,13 @@ class RLResult:
     summary: dict[str, Any]
 
 
+#: Salts of :func:`derive_seed`, so that the seed streams of one run never coincide: the global
+#: torch RNG of each process (dropout, initialisations) and the valid rollouts. The training
+#: rollouts of step ``s`` use ``derive_seed(seed, s, rank)``.
+SALT_TORCH_RNG = 5
+SALT_EVAL_ROLLOUTS = 9
+
+
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers (stable across runs and platforms)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
@@ -186,7 +193,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         logger.info("%s: resuming from %s (step %d of %d)", cfg.algorithm, ckpt, state.step,
                     cfg.steps)
     else:
-        torch.manual_seed(derive_seed(cfg.seed, rank, 5))
+        torch.manual_seed(derive_seed(cfg.seed, rank, SALT_TORCH_RNG))
     logger.info("%s: %d train prompts, %d steps x %d prompts x G=%d, %d process(es), %d "
                 "optimizer steps, beta=%g, aggregation=%s", cfg.algorithm, len(prompts),
                 cfg.steps, cfg.prompts_per_step, cfg.group_size, world, total_updates, cfg.beta,
@@ -208,15 +215,16 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
                 torch.no_grad(), autocast():
             for start in range(0, len(eval_set), local):
                 idx = np.arange(start, min(start + local, len(eval_set)))
-                tg = _targets(eval_set, idx, device)
-                ro = source.sample(model, [eval_set.prompt_ids[i] for i in idx], tg,
-                                   cfg.eval_group_size, seed=derive_seed(cfg.seed, 9, rank, start),
-                                   temperature=cfg.eval_temperature, top_p=cfg.top_p,
-                                   max_think_tokens=cfg.max_think_tokens)
-                ro = _rollout_to(ro, device)
-                r = step_rewards(ro.sid_codes, ro.target_codes)
-                sums[:levels] += r.sum(dim=0).double()
-                sums[levels] += r.shape[0]
+                targets = _targets(eval_set, idx, device)
+                seed = derive_seed(cfg.seed, SALT_EVAL_ROLLOUTS, rank, start)
+                rollout = source.sample(model, [eval_set.prompt_ids[i] for i in idx], targets,
+                                        cfg.eval_group_size, seed=seed,
+                                        temperature=cfg.eval_temperature, top_p=cfg.top_p,
+                                        max_think_tokens=cfg.max_think_tokens)
+                rollout = _rollout_to(rollout, device)
+                rewards = step_rewards(rollout.sid_codes, rollout.target_codes)
+                sums[:levels] += rewards.sum(dim=0).double()
+                sums[levels] += rewards.shape[0]
             ranked = torch.zeros(3, dtype=torch.float64, device=device)
             if ranker is not None and cfg.eval_num_beams:
                 hits = ranker(model, list(eval_set.prompt_ids))

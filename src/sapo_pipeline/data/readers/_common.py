@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.schema import REJECT_SCHEMA
 
 #: How long an excerpt of a bad value may be in a reject's detail.
@@ -87,7 +88,7 @@ def read_json_object(path: Path, what: str, shape: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot be read as {what} ({shape}): {exc}") from None
+        raise InputError(f"{path}: cannot be read as {what} ({shape}): {exc}") from None
     if not isinstance(data, dict):  # a wrong file format, not a programming error
-        raise ValueError(f"{path}: expected a JSON object {shape}, got {type(data).__name__}")  # noqa: TRY004
+        raise InputError(f"{path}: expected a JSON object {shape}, got {type(data).__name__}")  # noqa: TRY004
     return data

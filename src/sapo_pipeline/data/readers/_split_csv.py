@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.readers._cells import CellError, parse_list, parse_scalar
 
 BASE_COLUMNS = ("user_id", "history_item_title", "item_title", "history_item_id", "item_id")
@@ -121,13 +122,13 @@ def read_split_csv(path: Path, label: str, split: str) -> SplitFile:
         try:
             header = next(reader)
         except StopIteration:
-            raise ValueError(f"{path}: empty file; expected {_EXPECTED}") from None
+            raise InputError(f"{path}: empty file; expected {_EXPECTED}") from None
         missing = [c for c in BASE_COLUMNS if c not in header]
         if missing:
-            raise ValueError(f"{path}: header {header[:12]} lacks {missing}; expected {_EXPECTED}")
+            raise InputError(f"{path}: header {header[:12]} lacks {missing}; expected {_EXPECTED}")
         d3 = any(c in header for c in D3_COLUMNS)
         if d3 and (lack := [c for c in D3_COLUMNS if c not in header]):
-            raise ValueError(
+            raise InputError(
                 f"{path}: D3/ReRe columns incomplete, missing {lack}; expected {_EXPECTED}"
             )
         prev_end = reader.line_num
@@ -159,7 +160,7 @@ def read_split_csv(path: Path, label: str, split: str) -> SplitFile:
                 rejects.append((label, line, getattr(exc, "field", None), exc.reason, str(exc)))
     if not rows:
         first = f"; first problem: line {rejects[0][1]} {rejects[0][3]}" if rejects else ""
-        raise ValueError(f"{path}: no row could be read as {_EXPECTED}{first}")
+        raise InputError(f"{path}: no row could be read as {_EXPECTED}{first}")
     return SplitFile(
         label=label, split=split, has_d3_columns=d3, rows=rows, rejects=rejects, n_rows=n
     )

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.readers._common import excerpt
 
 
@@ -47,14 +48,14 @@ def read_tsv(
             text = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             if header and line == 1:
-                raise ValueError(f"{path}: header is not UTF-8; expected {expected}") from None
+                raise InputError(f"{path}: header is not UTF-8; expected {expected}") from None
             out.n_rows += 1
             out.rejects.append((label, line, None, "non_utf8", excerpt(raw)))
             continue
         if header and line == 1:
             out.header = text.split("\t")
             if len(out.header) != n_fields:
-                raise ValueError(
+                raise InputError(
                     f"{path}: header {excerpt(text)} has {len(out.header)} columns; "
                     f"expected {expected}"
                 )
@@ -80,7 +81,7 @@ def read_tsv(
         first = (
             f"; first problem: line {out.rejects[0][1]} {out.rejects[0][3]}" if out.rejects else ""
         )
-        raise ValueError(f"{path}: no line could be read as {expected}{first}")
+        raise InputError(f"{path}: no line could be read as {expected}{first}")
     return out
 
 

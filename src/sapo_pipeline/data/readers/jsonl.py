@@ -33,6 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.readers._linesource import BOM, LineSource
 from sapo_pipeline.data.schema import REJECT_SCHEMA
 
@@ -390,7 +391,7 @@ def read_jsonl(
             if first
             else "the file is empty"
         )
-        raise ValueError(f"{path}: no line could be read as {expected}; {why}")
+        raise InputError(f"{path}: no line could be read as {expected}; {why}")
     if rejects.height:
         counts = rejects.group_by("reason").len().sort("reason").rows()
         logger.warning(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.readers._common import (
     concat_rejects,
     excerpt,
@@ -50,7 +51,7 @@ def _read_titles(path: Path, item_map: dict[int, str]) -> tuple[dict[int, str], 
         expected=f"a TSV with header {TITLE_COLUMNS}",
     )
     if tsv.header != TITLE_COLUMNS:
-        raise ValueError(f"{path}: header {tsv.header}; expected {TITLE_COLUMNS}")
+        raise InputError(f"{path}: header {tsv.header}; expected {TITLE_COLUMNS}")
     titles: dict[int, str] = {}
     pair_seen: Counter[str] = Counter()
     n_ambiguous = 0

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.readers._cells import CellError, parse_list
 from sapo_pipeline.data.readers._common import (
     concat_rejects,
@@ -73,7 +74,7 @@ def _pick(folder: Path, pattern: str, category: str | None, what: str) -> Path |
             if p.name.startswith(f"{category}_") or p.name.startswith(f"{category}.")
         ]
     if len(found) > 1:
-        raise ValueError(
+        raise InputError(
             f"{folder}: several {what} files {[p.name for p in found]}; "
             f"pass category= to choose one"
         )
@@ -120,12 +121,12 @@ def _check_titles(m: SplitRow, c: SplitRow, main: SplitFile, comp: SplitFile) ->
         except CellError:
             same = False
         if not same:
-            raise ValueError(
+            raise InputError(
                 f"{main.label} line {m.line} and {comp.label} line {c.line}: "
                 f"{name} differ, so timestamps_dir is not row-aligned with split_dir"
             )
     if len(m.history) != len(c.history):
-        raise ValueError(
+        raise InputError(
             f"{main.label} line {m.line} and {comp.label} line {c.line}: history "
             f"lengths differ ({len(m.history)} vs {len(c.history)})"
         )
@@ -135,17 +136,17 @@ def _map_asin(
     asins: dict[int, str], owner: dict[str, int], item: int, asin: str, where: str
 ) -> None:
     if asins.setdefault(item, asin) != asin:
-        raise ValueError(
+        raise InputError(
             f"{where}: item id {item} maps to ASIN {asin} here but {asins[item]} "
             f"earlier; the ASIN source is not aligned"
         )
     if owner.setdefault(asin, item) != item:
-        raise ValueError(f"{where}: ASIN {asin} maps to item ids {owner[asin]} and {item}")
+        raise InputError(f"{where}: ASIN {asin} maps to item ids {owner[asin]} and {item}")
 
 
 def _apply_companion(main: SplitFile, comp: SplitFile, kept: list[SplitRow]) -> None:
     if main.n_rows != comp.n_rows:
-        raise ValueError(
+        raise InputError(
             f"{main.label} has {main.n_rows} rows but {comp.label} has "
             f"{comp.n_rows}; timestamps_dir is not row-aligned with split_dir"
         )
@@ -225,10 +226,10 @@ def read_minionerec(
         for s, p in _find_splits(split_dir, category).items()
     }
     if len({m.has_d3_columns for m in mains.values()}) > 1:
-        raise ValueError(f"{split_dir}: the split CSVs mix the MiniOneRec and D3 column sets")
+        raise InputError(f"{split_dir}: the split CSVs mix the MiniOneRec and D3 column sets")
     own_d3 = next(iter(mains.values())).has_d3_columns
     if own_d3 and comp_dir is not None:
-        raise ValueError(
+        raise InputError(
             f"{split_dir} already has D3 columns (timestamps, ASINs); "
             f"timestamps_dir is only for MiniOneRec CSVs"
         )
@@ -251,7 +252,7 @@ def read_minionerec(
                 )
             comp = read_split_csv(comp_files[split], _label(comp_files[split], base), split)
             if not comp.has_d3_columns:
-                raise ValueError(
+                raise InputError(
                     f"{comp.label}: timestamps_dir must hold D3/ReRe CSVs "
                     f"(with history_timestamp/timestamp columns)"
                 )
