@@ -180,3 +180,28 @@ def test_baseline_runs_are_marked(runs):
     report = _report(marked)
     assert report["methods"][0]["baseline"] is True and not report["methods"][1]["baseline"]
     assert "| sasrec (baseline) |" in render_markdown(report)
+
+
+def test_a_registered_metric_flows_into_rows_summary_report_and_paired_tests(monkeypatch):
+    """Adding a ranking metric is one RANK_METRICS entry: MRR@K here, for this test only."""
+    from sapo_pipeline.config_utils import from_dict
+    from sapo_pipeline.evaluation import metrics
+    from sapo_pipeline.evaluation.config import EvaluateConfig
+
+    mrr = metrics.RankMetric("mrr", "MRR", "MRR",
+                             lambda rank, k: pl.when(rank < k).then(1.0 / (rank + 1.0))
+                             .otherwise(0.0))
+    monkeypatch.setitem(metrics.RANK_METRICS, "mrr", mrr)
+    run = _run("sapo", 0.45, seed=3)
+    first = run.per_sample["hit_rank"].to_numpy()
+    expected = np.where(np.isnan(first.astype(float)) | (first.astype(float) >= 10), 0.0,
+                        1.0 / (np.nan_to_num(first.astype(float)) + 1.0))
+    assert np.allclose(run.per_sample["mrr@10"].to_numpy(), expected)
+    assert run.summary["metrics"]["mrr@10"] == pytest.approx(expected.mean())
+    other = _run("grpo", 0.15, seed=4)
+    report = _report([run, other], reference_method="sapo", paired_metrics=["mrr@10"])
+    assert [t["metric"] for t in report["paired_tests"]] == ["mrr@10"]
+    md = render_markdown(report)
+    assert "| MRR@1 | MRR@3 | MRR@5 | MRR@10 |" in md
+    assert from_dict(EvaluateConfig, {"report": {"paired_metrics": ["mrr@5"]}}, "evaluate")
+    plot_report(report)  # one panel per metric

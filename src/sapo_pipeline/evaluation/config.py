@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sapo_pipeline.config_utils import check_positive
+from sapo_pipeline.evaluation.metrics import RANK_METRICS
 
 DEVICES = ("auto", "cpu", "cuda")
 PUBLISHED_CHOICES = ("auto", "none", "office", "industrial")
-METRIC_FAMILIES = ("recall", "ndcg")
 
 
 
@@ -165,8 +165,9 @@ class ReportConfig:
                              f"{self.start_pairs!r}")
         for m in self.paired_metrics:
             family, _, k = str(m).partition("@")
-            if family not in METRIC_FAMILIES or not k.isdigit() or int(k) < 1:
-                raise ValueError(f"{o}.paired_metrics: {m!r} is not like 'ndcg@10' / 'recall@5'")
+            if family not in RANK_METRICS or not k.isdigit() or int(k) < 1:
+                raise ValueError(f"{o}.paired_metrics: {m!r} is not <metric>@<K> with a metric "
+                                 f"of {list(RANK_METRICS)} (e.g. ndcg@10)")
         check_positive(o, "plot_k", self.plot_k)
         if self.published_reference not in PUBLISHED_CHOICES:
             raise ValueError(f"{o}.published_reference={self.published_reference!r}: expected one "

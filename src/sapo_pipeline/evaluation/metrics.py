@@ -26,6 +26,7 @@ catalog size for a collision-free catalog), and counts of everything unusual.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +56,40 @@ def ndcg_of_ranks(ranks: np.ndarray, k: int) -> np.ndarray:
     return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 0) + 2.0), 0.0)
 
 
+@dataclass(frozen=True)
+class RankMetric:
+    """A ranking metric at cut-off K, from the 0-based rank of the first hit (null: no hit).
+
+    ``gain(rank, k)`` is the per-row polars expression; ``short`` heads the report's columns
+    (``N@10``); ``label`` names it in figures. Adding a metric is one entry of
+    :data:`RANK_METRICS` (and its test): the per-row columns, the summary, the bootstrap
+    intervals, the paired-test choices and the report tables all follow it.
+    """
+
+    name: str
+    short: str
+    label: str
+    gain: Callable[[pl.Expr, int], pl.Expr]
+
+
+def _recall(rank: pl.Expr, k: int) -> pl.Expr:
+    return (rank < k).fill_null(False).cast(pl.Float64)
+
+
+def _ndcg(rank: pl.Expr, k: int) -> pl.Expr:
+    return pl.when(rank < k).then(1.0 / (rank.cast(pl.Float64) + 2.0).log(2)).otherwise(0.0)
+
+
+#: The ranking metrics, in report order (``<name>@<K>`` for every K of ``metrics.ks``).
+RANK_METRICS: dict[str, RankMetric] = {m.name: m for m in (
+    RankMetric("recall", "R", "Recall", _recall),
+    RankMetric("ndcg", "N", "NDCG", _ndcg),
+)}
+
+
 def metric_names(ks: tuple[int, ...] | list[int], levels: int) -> list[str]:
     """Per-sample metric columns in report order."""
-    names = [f"recall@{k}" for k in ks] + [f"ndcg@{k}" for k in ks] + ["validity"]
+    names = [f"{m}@{k}" for m in RANK_METRICS for k in ks] + ["validity"]
     names += [f"level_acc_{lv}" for lv in range(1, levels + 1)]
     names += [f"prefix_acc_{lv}" for lv in range(1, levels + 1)]
     return names
@@ -209,12 +241,8 @@ def compute_metrics(predictions: pl.DataFrame, samples: pl.DataFrame, sid_table:
                          pl.col("target_in_history").fill_null(False))
            .sort("sample_id"))
     r = pl.col("hit_rank")
-    cols: list[pl.Expr] = []
-    for k in ks:
-        cols.append((r < k).fill_null(False).cast(pl.Float64).alias(f"recall@{k}"))
-    for k in ks:
-        cols.append(pl.when(r < k).then(1.0 / (r.cast(pl.Float64) + 2.0).log(2))
-                    .otherwise(0.0).alias(f"ndcg@{k}"))
+    cols = [metric.gain(r, k).alias(f"{name}@{k}")
+            for name, metric in RANK_METRICS.items() for k in ks]
     cols.append((pl.col("n_valid") / pl.col("n_beams")).alias("validity"))
     for lv in range(cat.levels):
         cols.append((pl.col("top1").list.get(lv, null_on_oob=True)

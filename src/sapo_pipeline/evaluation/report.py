@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from sapo_pipeline.evaluation.metrics import metric_names
+from sapo_pipeline.evaluation.metrics import RANK_METRICS, metric_names
 from sapo_pipeline.evaluation.published import published_key, published_table
 from sapo_pipeline.evaluation.stats import bootstrap_ci, holm, paired_test, seed_summary
 
@@ -190,7 +190,7 @@ def render_markdown(report: dict[str, Any]) -> str:
            f"seed={report['seed']}); methods with several runs average them per row first"]
     out += [f"- Note: {n}" for n in report["notes"]]
     ks, levels = report["ks"], report["levels"]
-    head = (["method", "seeds"] + [f"R@{k}" for k in ks] + [f"N@{k}" for k in ks]
+    head = (["method", "seeds"] + [f"{m.short}@{k}" for m in RANK_METRICS.values() for k in ks]
             + ["validity", f"coverage@{ks[-1]}"] + [f"acc L{lv}" for lv in range(1, levels + 1)]
             + [f"prefix L{lv}" for lv in range(1, levels + 1)])
     out += ["", f"## Results (this run, {report['split']} split, mean [{pct}% CI])", "",
@@ -198,8 +198,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for m in report["methods"]:
         mt = m["metrics"]
         label = f"{m['method']} (baseline)" if m.get("baseline") else m["method"]
-        cells = ([label, str(m["n_seeds"])] + [_cell(mt[f"recall@{k}"]) for k in ks]
-                 + [_cell(mt[f"ndcg@{k}"]) for k in ks]
+        cells = ([label, str(m["n_seeds"])]
+                 + [_cell(mt[f"{name}@{k}"]) for name in RANK_METRICS for k in ks]
                  + [f"{m['validity']:.4f}", f"{m['coverage'][f'coverage@{ks[-1]}']:.4f}"]
                  + [f"{mt[f'level_acc_{lv}']['mean']:.4f}" for lv in range(1, levels + 1)]
                  + [f"{mt[f'prefix_acc_{lv}']['mean']:.4f}" for lv in range(1, levels + 1)])
@@ -209,7 +209,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["", "### Spread over seeds (mean ± std, t-interval)", "",
                 _row(["method", "metric", "mean", "std", f"{pct}% CI"]), _row(["---"] * 5)]
         for m in spread:
-            for name in [f"recall@{ks[-1]}", f"ndcg@{ks[-1]}"]:
+            for name in [f"{metric}@{ks[-1]}" for metric in RANK_METRICS]:
                 s = m["seed_spread"][name]
                 out.append(_row([m["method"], name, f"{s['mean']:.4f}", f"{s['std']:.4f}",
                                  f"[{s['low']:.4f}, {s['high']:.4f}]"]))
@@ -233,12 +233,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         out += ["", f"## Published reference numbers ({pub['dataset']}; context only, NOT our runs)",
                 "", f"Source: {pub['source']}. Other code, backbones and hardware: not directly "
                 "comparable with the rows above.", "",
-                _row(["published method"] + [c.replace("recall", "R").replace("ndcg", "N")
-                                             for c in cols]),
+                _row(["published method"] + [_short(c) for c in cols]),
                 _row(["---"] * (len(cols) + 1))]
         for r in pub["rows"]:
             out.append(_row([r["method"]] + [f"{r[c]:.4f}" for c in cols]))
     return "\n".join(out) + "\n"
+
+
+def _short(column: str) -> str:
+    """``ndcg@10`` -> ``N@10``."""
+    name, _, k = column.partition("@")
+    return f"{RANK_METRICS[name].short}@{k}"
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -246,15 +251,16 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def plot_report(report: dict[str, Any], k: int = 10) -> Any:
-    """A matplotlib Figure: NDCG@k and Recall@k per method with CI error bars (Agg, no pyplot)."""
+    """A matplotlib Figure: every ranking metric @k per method with CI error bars (Agg, no
+    pyplot)."""
     from matplotlib.figure import Figure
 
     methods = [m["method"] for m in report["methods"]]
     colors = ["#999999" if m.get("baseline") else "#4C72B0" for m in report["methods"]]
     fig = Figure(figsize=(max(6.0, 1.2 * len(methods) + 3), 3.8))
-    axes = fig.subplots(1, 2)
-    for ax, metric, label in ((axes[0], f"ndcg@{k}", f"NDCG@{k}"),
-                              (axes[1], f"recall@{k}", f"Recall@{k}")):
+    axes = fig.subplots(1, len(RANK_METRICS), squeeze=False)[0]
+    panels = [(f"{name}@{k}", f"{m.label}@{k}") for name, m in RANK_METRICS.items()]
+    for ax, (metric, label) in zip(axes, panels, strict=True):
         vals = [m["metrics"][metric] for m in report["methods"]]
         means = np.array([v["mean"] for v in vals])
         err = np.array([[v["mean"] - v["low"] for v in vals], [v["high"] - v["mean"] for v in vals]])
