@@ -123,9 +123,14 @@ def test_atomic_write_leaves_nothing_when_interrupted(tmp_path):
         yield b"partial\n"
         raise RuntimeError("interrupted")
 
+    from sapo_pipeline.io_utils import sha256_file, write_chunks_atomically
+
     with pytest.raises(RuntimeError):
-        gen._write_atomic(tmp_path / "x.jsonl", chunks())
+        write_chunks_atomically(tmp_path / "x.jsonl", chunks())
     assert list(tmp_path.iterdir()) == []
+    info = write_chunks_atomically(tmp_path / "x.jsonl", iter([b"a\n", b"bc\n"]))
+    assert info == {"bytes": 5, "sha256": sha256_file(tmp_path / "x.jsonl"), "lines": 2}
+    assert (tmp_path / "x.jsonl").read_bytes() == b"a\nbc\n" and len(list(tmp_path.iterdir())) == 1
 
 
 # ---- format --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from sid_synthetic import clustered_embeddings
 
 from sapo_pipeline.sid.catalog import SIDTrie, build_sid_table, format_sid, sid_tokens
 from sapo_pipeline.sid.collisions import (
@@ -15,7 +16,6 @@ from sapo_pipeline.sid.collisions import (
 )
 from sapo_pipeline.sid.report import sid_report
 from sapo_pipeline.sid.rqkmeans import fit_codebook, fit_rq_kmeans, rq_kmeans
-from sapo_pipeline.sid.synthetic import clustered_embeddings
 
 
 @pytest.fixture(scope="module")

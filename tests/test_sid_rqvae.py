@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from sid_synthetic import clustered_embeddings
 
 from sapo_pipeline.sid.report import sid_report
 from sapo_pipeline.sid.rqvae import (
@@ -16,7 +17,6 @@ from sapo_pipeline.sid.rqvae import (
     load_rqvae,
     train_rqvae,
 )
-from sapo_pipeline.sid.synthetic import clustered_embeddings
 
 SMALL = {
     "levels": 3,

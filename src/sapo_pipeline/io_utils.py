@@ -1,4 +1,5 @@
-"""Atomic writes of files and directories (no Kedro: library code and datasets both use these).
+"""Atomic writes of files and directories, and file hashes (no Kedro: library code and datasets
+both use these).
 
 A reader sees the old version or the new one, never a torn one: the new content is written
 beside the target under a temporary name, then ``os.replace``-d into place.
@@ -7,6 +8,7 @@ beside the target under a temporary name, then ``os.replace``-d into place.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import math
@@ -14,7 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,31 @@ def atomic_path(target: Path, suffix: str = "") -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_chunks_atomically(target: Path, chunks: Iterable[bytes]) -> dict[str, Any]:
+    """Stream ``chunks`` to ``target`` through :func:`atomic_path` (fsync-ed before the rename);
+    returns what was written: ``bytes``, ``sha256`` and ``lines`` (newline count)."""
+    digest = hashlib.sha256()
+    size = lines = 0
+    with atomic_path(Path(target)) as tmp, open(tmp, "wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {"bytes": size, "sha256": digest.hexdigest(), "lines": lines}
 
 
 def write_text_atomically(target: Path, text: str) -> None:

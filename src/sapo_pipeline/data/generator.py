@@ -16,12 +16,9 @@ and the brands do not scale. ``scale=21`` gives about 1M reviews.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -33,6 +30,7 @@ import numpy as np
 from sapo_pipeline.data.generator_behaviour import Interactions, review_text, simulate
 from sapo_pipeline.data.generator_catalog import Catalog, build_catalog, lower_head, random_ids
 from sapo_pipeline.data.generator_defects import DefectPlan, apply_review_defect, plan_defects
+from sapo_pipeline.io_utils import sha256_file, write_chunks_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +159,9 @@ def generate_amazon2023(out_dir: Path, cfg: GeneratorConfig) -> dict:
     plan = plan_defects(cfg.defect_rate, len(inter.item), catalog.n_items, rng_defects)
 
     user_ids = random_ids(rng_ids, cfg.total_users, 28, "A")  # like the real 28-char ids
-    reviews = _write_atomic(out_dir / cfg.reviews_file,
+    reviews = write_chunks_atomically(out_dir / cfg.reviews_file,
                             _review_lines(catalog, inter, user_ids, review_order, plan))
-    meta = _write_atomic(out_dir / cfg.meta_file,
+    meta = write_chunks_atomically(out_dir / cfg.meta_file,
                          _meta_lines(cfg, catalog, inter, meta_order, plan))
     manifest = {
         "generator": __name__,
@@ -185,7 +183,7 @@ def generate_amazon2023(out_dir: Path, cfg: GeneratorConfig) -> dict:
         **plan.manifest(),
     }
     body = json.dumps(manifest, indent=1, sort_keys=False).encode("utf-8")
-    _write_atomic(out_dir / MANIFEST_NAME, [body])
+    write_chunks_atomically(out_dir / MANIFEST_NAME, [body])
     logger.info("generated %d reviews / %d items into %s (defects: %s)",
                 len(inter.item), catalog.n_items, out_dir, manifest["defects"])
     return manifest
@@ -224,41 +222,11 @@ def _stale_reason(out_dir: Path, cfg: GeneratorConfig, stored: dict | None) -> s
         path = out_dir / str(info.get("name"))
         if not path.is_file() or path.stat().st_size != info.get("bytes"):
             return f"{key} file missing or resized"
-        if _sha256(path) != info.get("sha256"):
+        if sha256_file(path) != info.get("sha256"):
             return f"{key} file changed (sha256)"
     if set(stored.get("files") or {}) != {"reviews", "meta"}:
         return "manifest lists the wrong files"
     return None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _write_atomic(path: Path, chunks: Iterable[bytes]) -> dict:
-    """Write chunks to a temp file in ``path``'s directory, then ``os.replace`` it into place."""
-    h = hashlib.sha256()
-    size = lines = 0
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-                h.update(chunk)
-                size += len(chunk)
-                lines += chunk.count(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return {"bytes": size, "sha256": h.hexdigest(), "lines": lines}
 
 
 def _review_lines(cat: Catalog, inter: Interactions, user_ids: list[str], order: np.ndarray,

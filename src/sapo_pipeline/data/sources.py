@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from sapo_pipeline.data.config import SourceConfig
 from sapo_pipeline.data.readers import read_source
 from sapo_pipeline.data.schema import RawSource
+from sapo_pipeline.io_utils import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,6 @@ def open_source(cfg: SourceConfig, category: str | None = None) -> RawSource:
     if fmt == "lcrec" and opts.get("titles_tsv"):
         opts["titles_tsv"] = root / opts["titles_tsv"]
     return read_source(fmt, dir=root, **opts)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def inventory(root: Path) -> dict:

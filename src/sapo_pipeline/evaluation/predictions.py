@@ -25,10 +25,6 @@ PREDICTIONS_SCHEMA: dict[str, pl.DataType] = {
 SPLITS = ("train", "valid", "test")
 
 
-def empty_predictions() -> pl.DataFrame:
-    return pl.DataFrame(schema=PREDICTIONS_SCHEMA)
-
-
 def check_predictions(preds: pl.DataFrame, name: str = "predictions") -> pl.DataFrame:
     """``preds`` in :data:`PREDICTIONS_SCHEMA` (cast where lossless), sorted by sample and rank.
 

@@ -50,11 +50,11 @@ from tokenizers import (
 )
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from sapo_pipeline.teacher.layout import THINK_CLOSE, THINK_OPEN
+
 logger = logging.getLogger(__name__)
 
-#: Opening / closing markers of a thinking block (METHOD.md §2, step-aligned layout).
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
+#: The thinking-block markers (the step-aligned layout's, teacher.layout) are single tokens.
 STRUCTURAL_TOKENS: tuple[str, ...] = (THINK_OPEN, THINK_CLOSE)
 
 _UNICODE_NORMALIZERS = {

@@ -26,7 +26,8 @@ from collections.abc import Sequence
 
 from sapo_pipeline.sid.catalog import level_letter, sid_token
 
-#: Opening / closing markers of a thinking block; equal to ``sapo_pipeline.model.tokenizer``'s.
+#: Opening / closing markers of a thinking block (METHOD.md §2); the tokenizer makes each one
+#: token (``sapo_pipeline.model.tokenizer.STRUCTURAL_TOKENS``).
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
 #: What surrounds a block's text: ``BLOCK_OPEN + text + BLOCK_CLOSE``.
@@ -163,6 +164,3 @@ def parse_steps(text: str, levels: int | None = None) -> tuple[list[str], list[i
     return blocks, codes
 
 
-def step_char_spans(text: str, levels: int | None = None) -> list[tuple[int, int]]:
-    """Character span ``[start, end)`` of each step (block + its SID token) in ``text``."""
-    return _parse(text, levels)[2]
