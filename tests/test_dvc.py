@@ -109,3 +109,50 @@ def test_dvc_exp_run_set_param_switches_one_rl_method(dvc_runs: dict):
     for row in log:
         assert row["adv_std_step1"] == pytest.approx(row["adv_std_step3"])
     assert "step_advantage" in dvc_runs["exp_show"]
+
+
+#: DVC outputs that are no catalog dataset: the generator's raw files (written beside the
+#: manifest, which is the catalog's output).
+DVC_ONLY_OUTS = {"data/01_raw/synthetic"}
+
+
+def _declared(stage: dict, item: str | None) -> set[str]:
+    paths = set()
+    for kind in ("outs", "metrics", "plots"):
+        for entry in stage.get(kind, []):
+            path = next(iter(entry)) if isinstance(entry, dict) else entry
+            paths.add(path.replace("${item}", item) if item else path)
+    return paths
+
+
+def test_every_catalog_output_of_a_stage_is_one_of_its_dvc_outs_and_nothing_else():
+    """The Kedro catalog and dvc.yaml name the same files: each dataset a stage's pipeline
+    writes lies in one of the stage's outs / metrics / plots, and each of those holds one."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPO)
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    with KedroSession.create(project_path=REPO) as session:
+        catalog = session.load_context().catalog
+        for name, stage in stages.items():
+            items = stage.get("foreach", [None])
+            for item in items:
+                pipe = pipelines[name]
+                if item is not None:
+                    pipe = pipe.only_nodes_with_namespaces([item])
+                written = set()
+                for dataset in pipe.all_outputs():
+                    description = catalog.get(dataset)._describe()
+                    filepath = description.get("filepath") if isinstance(description, dict) else None
+                    if filepath:  # MemoryDatasets live in the run only
+                        written.add(Path(filepath).resolve().relative_to(REPO).as_posix())
+                declared = _declared(stage.get("do", stage), item)
+                where = f"{name}@{item}" if item else name
+                strays = [w for w in written
+                          if not any(w == d or w.startswith(f"{d}/") for d in declared)]
+                assert not strays, f"{where}: catalog outputs not in dvc.yaml: {sorted(strays)}"
+                empty = [d for d in declared - DVC_ONLY_OUTS
+                         if not any(w == d or w.startswith(f"{d}/") for w in written)]
+                assert not empty, f"{where}: dvc.yaml outs no dataset writes: {sorted(empty)}"
