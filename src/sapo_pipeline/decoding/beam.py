@@ -291,19 +291,20 @@ def beam_sample(model: Any, prompts: Sequence[Sequence[int]], targets: Any, trie
             beams = _beam_chunk(model, [prompts[i] for i in chunk], machine, num_beams,
                                 rollout=True, tree=tree_decoding)
             local = torch.arange(len(chunk)).repeat_interleave(num_beams)
-            ro = build_rollout([prompts[i] for i in chunk], local, beams.buf, beams.state.codes,
+            part = build_rollout([prompts[i] for i in chunk], local, beams.buf, beams.state.codes,
                                tgt[torch.as_tensor(chunk)][local],
                                beam_rank=torch.arange(num_beams).repeat(len(chunk)),
                                stats={"prompts": float(len(chunk)), "rows": float(len(local)),
                                       "forwards": float(beams.forwards),
                                       "prefill_seconds": beams.prefill_seconds})
-            ro.group_index = torch.as_tensor(chunk, dtype=torch.long)[local]
-            parts.append(ro)
+            part.group_index = torch.as_tensor(chunk, dtype=torch.long)[local]
+            parts.append(part)
     finally:
         model.train(was)
-    ro = concat_rollouts(parts, vocab.pad_id)
-    ro = reorder_rollout(ro, torch.argsort(ro.group_index, stable=True))
-    ro.stats["seconds"] = time.perf_counter() - started
-    ro.stats["exact_match_rate"] = float((ro.sid_codes == ro.target_codes).all(1).float().mean())
-    ro.validate()
-    return ro
+    result = concat_rollouts(parts, vocab.pad_id)
+    result = reorder_rollout(result, torch.argsort(result.group_index, stable=True))
+    result.stats["seconds"] = time.perf_counter() - started
+    result.stats["exact_match_rate"] = float(
+        (result.sid_codes == result.target_codes).all(1).float().mean())
+    result.validate()
+    return result

@@ -189,15 +189,15 @@ def sample_groups(model: Any, prompts: Sequence[Sequence[int]], targets: Any, tr
                                gen) for s in range(0, len(order), cfg.batch_size)]
     finally:
         model.train(was_training)
-    ro = concat_rollouts(parts, vocab.pad_id)
-    ro = reorder_rollout(ro, torch.argsort(ro.group_index, stable=True))
-    ro.stats = _finalise_stats(ro.stats, started)
-    ro.stats["logprob_temperature"] = cfg.temperature if cfg.logprobs_at_temperature else 1.0
-    ro.validate()
+    rollout = concat_rollouts(parts, vocab.pad_id)
+    rollout = reorder_rollout(rollout, torch.argsort(rollout.group_index, stable=True))
+    rollout.stats = _finalise_stats(rollout.stats, started)
+    rollout.stats["logprob_temperature"] = cfg.temperature if cfg.logprobs_at_temperature else 1.0
+    rollout.validate()
     logger.info("sample_groups: %d prompts x %d in %.2fs (%.1f ms/prompt, %.1f tokens/row)",
-                len(prompts), cfg.group_size, ro.stats["seconds"], ro.stats["ms_per_prompt"],
-                ro.stats["mean_response_tokens"])
-    return ro
+                len(prompts), cfg.group_size, rollout.stats["seconds"], rollout.stats["ms_per_prompt"],
+                rollout.stats["mean_response_tokens"])
+    return rollout
 
 
 def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], targets: torch.Tensor,
@@ -243,6 +243,6 @@ def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], targets: torch.T
              "sampled_tokens": float(((~buf.forced) & (buf.steps >= 0)).sum()),
              "exact_matches": float((codes == tgt).all(1).sum()),
              "think_blocks": float(blocks), "think_cap_hits": float(caps)}
-    ro = build_rollout([prompts[i] for i in chunk], local, buf, codes, tgt, stats=stats)
-    ro.group_index = torch.as_tensor(chunk, dtype=torch.long)[local]
-    return ro
+    rollout = build_rollout([prompts[i] for i in chunk], local, buf, codes, tgt, stats=stats)
+    rollout.group_index = torch.as_tensor(chunk, dtype=torch.long)[local]
+    return rollout

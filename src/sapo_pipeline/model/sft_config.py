@@ -18,7 +18,7 @@ from sapo_pipeline.config_utils import check_choice, check_positive
 from sapo_pipeline.model.backbone import BackboneConfig
 from sapo_pipeline.model.tokenizer import TokenizerConfig
 from sapo_pipeline.teacher.prompts import PROMPT_RESPONSE_SEP, REASONING_TASK
-from sapo_pipeline.training import AUTOCAST_MODES, RESUME_MODES
+from sapo_pipeline.training import fields as common
 
 BATCHING_MODES = ("bucket", "pack", "random")
 OVERLONG_POLICIES = ("skip", "error")
@@ -48,13 +48,10 @@ class TrainConfig:
         metadata={"help": "Micro-batches per optimizer step; global batch = batch_size * "
                           "grad_accum * processes."},
     )
-    lr: float = field(default=1e-3, metadata={"help": "Peak learning rate (AdamW)."})
-    betas: tuple[float, float] = field(default=(0.9, 0.95), metadata={"help": "AdamW betas."})
-    weight_decay: float = field(
-        default=0.01,
-        metadata={"help": "AdamW decoupled weight decay; biases and norm weights are exempt."},
-    )
-    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr: float = common.lr(1e-3)
+    betas: tuple[float, float] = common.betas((0.9, 0.95))
+    weight_decay: float = common.weight_decay(0.01)
+    adam_eps: float = common.adam_eps()
     warmup_ratio: float = field(
         default=0.05, metadata={"help": "Linear warm-up length as a share of the total steps."}
     )
@@ -64,15 +61,8 @@ class TrainConfig:
     min_lr_ratio: float = field(
         default=0.1, metadata={"help": "Cosine decay floor as a fraction of lr."}
     )
-    max_grad_norm: float | None = field(
-        default=1.0, metadata={"help": "Clip the global gradient norm to this (null: no clip)."}
-    )
-    autocast: str = field(
-        default="auto",
-        metadata={"help": "bf16 autocast: auto (bf16 on CUDA with bf16 support; off on CPU, "
-                          "where we measured it slower: 0.85x the float32 tokens/s, "
-                          "bench/sft/run.py) | bf16 | off."},
-    )
+    max_grad_norm: float | None = common.max_grad_norm()
+    autocast: str = common.autocast()
     max_length: int = field(
         default=512,
         metadata={"help": "Longest training sequence (prompt + response + eos); longer prompts "
@@ -131,68 +121,41 @@ class TrainConfig:
         default=200,
         metadata={"help": "Save the resume state every this many steps (0: only at the end)."},
     )
-    save_total_limit: int = field(
-        default=1, metadata={"help": "Resume checkpoints kept in work_dir (oldest removed)."}
-    )
+    save_total_limit: int = common.save_total_limit()
     log_every: int = field(
         default=10, metadata={"help": "A row of the training log every this many steps."}
     )
-    seed: int = field(default=0, metadata={"help": "Seed of model init, data order and dropout."})
-    work_dir: str = field(
-        default="data/06_models/sft_work",
-        metadata={"help": "Resume state (checkpoints, live log) of this stage, relative to the "
-                          "project root; not an output of the pipeline."},
-    )
-    resume: str = field(
-        default="auto",
-        metadata={"help": "auto (resume from a compatible checkpoint in work_dir, else start "
-                          "fresh) | never (start fresh, clear work_dir) | require (fail without "
-                          "a compatible checkpoint)."},
-    )
-    device: str = field(
-        default="auto", metadata={"help": "auto (GPU when available) | cpu."}
-    )
-    num_threads: int | None = field(
-        default=None, metadata={"help": "torch intra-op threads per process (null: torch default)."}
-    )
-    progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    seed: int = common.seed("Seed of model init, data order and dropout.")
+    work_dir: str = common.work_dir("data/06_models/sft_work")
+    resume: str = common.resume()
+    device: str = common.device()
+    num_threads: int | None = common.num_threads()
+    progress_bar: bool = common.progress_bar()
 
     def __post_init__(self) -> None:
         o = "TrainConfig"
+        common.check_optimiser(o, self)
+        common.check_run(o, self)
         for name in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every",
-                     "bucket_size", "save_total_limit", "pad_to_multiple_of"):
+                     "bucket_size", "pad_to_multiple_of"):
             check_positive(o, name, getattr(self, name))
-        for name in ("max_steps", "pack_length", "max_eval_examples", "early_stopping_patience",
-                     "num_threads", "max_grad_norm"):
+        for name in ("max_steps", "pack_length", "max_eval_examples", "early_stopping_patience"):
             check_positive(o, name, getattr(self, name), allow_none=True)
-        check_positive(o, "lr", self.lr)
         check_positive(o, "max_length", self.max_length)
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"{o}.betas={self.betas}: two values in [0, 1)")
-        if self.weight_decay < 0 or self.adam_eps <= 0:
-            raise ValueError(f"{o}: weight_decay >= 0 and adam_eps > 0 required")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"{o}.warmup_ratio={self.warmup_ratio}: must be in [0, 1)")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ValueError(f"{o}.warmup_steps={self.warmup_steps}: must be >= 0")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"{o}.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
         if self.eval_every < 0 or self.checkpoint_every < 0:
             raise ValueError(f"{o}: eval_every and checkpoint_every must be >= 0")
         if self.early_stopping_min_delta < 0:
             raise ValueError(f"{o}.early_stopping_min_delta must be >= 0")
-        check_choice(o, "autocast", self.autocast, AUTOCAST_MODES)
         check_choice(o, "batching", self.batching, BATCHING_MODES)
-        check_choice(o, "resume", self.resume, RESUME_MODES)
         check_choice(o, "overlong", self.overlong, OVERLONG_POLICIES)
-        check_choice(o, "device", self.device, ("auto", "cpu"))
         if self.pack_length is not None and self.pack_length < self.max_length:
             raise ValueError(
                 f"{o}.pack_length={self.pack_length}: must be >= max_length={self.max_length}"
             )
-        if not self.work_dir:
-            raise ValueError(f"{o}.work_dir: required")
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from sapo_pipeline.config_utils import check_choice, check_positive
-from sapo_pipeline.training import AUTOCAST_MODES, RESUME_MODES
+from sapo_pipeline.training import fields as common
 
 STD_MODES = ("sample", "population")
 EMPTY_STEP_MODES = ("count", "skip")
@@ -59,12 +59,10 @@ class RLTrainConfig:
                           "must divide the process's groups per step. null: all in one."},
     )
     # ---- optimiser
-    lr: float = field(default=2e-5, metadata={"help": "Peak learning rate (AdamW)."})
-    betas: tuple[float, float] = field(default=(0.9, 0.99), metadata={"help": "AdamW betas."})
-    weight_decay: float = field(
-        default=0.0, metadata={"help": "AdamW decoupled weight decay (biases / norms exempt)."}
-    )
-    adam_eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    lr: float = common.lr(2e-5)
+    betas: tuple[float, float] = common.betas((0.9, 0.99))
+    weight_decay: float = common.weight_decay(0.0)
+    adam_eps: float = common.adam_eps()
     warmup_steps: int = field(
         default=0, metadata={"help": "Linear warm-up length in optimizer steps."}
     )
@@ -72,9 +70,7 @@ class RLTrainConfig:
         default=1.0,
         metadata={"help": "Cosine floor as a fraction of lr after warm-up (1.0: constant lr)."},
     )
-    max_grad_norm: float | None = field(
-        default=1.0, metadata={"help": "Clip the global gradient norm to this (null: no clip)."}
-    )
+    max_grad_norm: float | None = common.max_grad_norm()
     # ---- objective
     clip_eps: float = field(
         default=0.2, metadata={"help": "e_low: the ratio is clipped below at 1 - clip_eps."}
@@ -175,72 +171,49 @@ class RLTrainConfig:
         default=8,
         metadata={"help": "Save the resume state every this many steps (0: only at the end)."},
     )
-    save_total_limit: int = field(
-        default=1, metadata={"help": "Resume checkpoints kept in work_dir (oldest removed)."}
-    )
+    save_total_limit: int = common.save_total_limit()
     log_every: int = field(
         default=1,
         metadata={"help": "Rewrite the live log CSV every this many steps (every step gets a "
                           "row regardless)."},
     )
-    seed: int = field(
-        default=0, metadata={"help": "Seeds the prompt order, the rollouts and the minibatches."}
-    )
-    work_dir: str = field(
-        default="data/06_models/rl_work",
-        metadata={"help": "Resume state (checkpoints, live log), relative to the project root."},
-    )
-    resume: str = field(
-        default="auto",
-        metadata={"help": "auto (resume from a compatible checkpoint) | never (start fresh, "
-                          "clear work_dir) | require (fail without one)."},
-    )
-    device: str = field(default="auto", metadata={"help": "auto (GPU when available) | cpu."})
-    autocast: str = field(
-        default="auto", metadata={"help": "bf16 autocast: auto (CUDA with bf16) | bf16 | off."}
-    )
-    num_threads: int | None = field(
-        default=None, metadata={"help": "torch intra-op threads per process (null: default)."}
-    )
-    progress_bar: bool = field(default=True, metadata={"help": "Show a tqdm progress bar."})
+    seed: int = common.seed("Seeds the prompt order, the rollouts and the minibatches.")
+    work_dir: str = common.work_dir("data/06_models/rl_work")
+    resume: str = common.resume()
+    device: str = common.device()
+    autocast: str = common.autocast()
+    num_threads: int | None = common.num_threads()
+    progress_bar: bool = common.progress_bar()
 
     def __post_init__(self) -> None:
         o = type(self).__name__
-        for name in ("steps", "prompts_per_step", "group_size", "ppo_epochs", "lr",
+        common.check_optimiser(o, self)
+        common.check_run(o, self)
+        for name in ("steps", "prompts_per_step", "group_size", "ppo_epochs",
                      "max_prompt_tokens", "max_think_tokens", "eval_prompts", "eval_group_size",
-                     "save_total_limit", "log_every", "temperature", "eval_temperature",
-                     "advantage_eps", "adam_eps", "rollout_batch_size"):
+                     "log_every", "temperature", "eval_temperature", "advantage_eps",
+                     "rollout_batch_size"):
             check_positive(o, name, getattr(self, name))
         if isinstance(self.eval_num_beams, bool) or self.eval_num_beams < 0:
             raise ValueError(f"{o}.eval_num_beams={self.eval_num_beams!r}: must be >= 0")
-        for name in ("minibatch_groups", "max_prompts", "num_threads", "max_grad_norm",
-                     "clip_eps_high"):
+        for name in ("minibatch_groups", "max_prompts", "clip_eps_high"):
             check_positive(o, name, getattr(self, name), allow_none=True)
         if self.group_size < 2:
             raise ValueError(f"{o}.group_size={self.group_size}: a group needs >= 2 responses")
         if not 0.0 < self.clip_eps < 1.0:
             raise ValueError(f"{o}.clip_eps={self.clip_eps}: must be in (0, 1)")
-        if self.beta < 0 or self.weight_decay < 0:
-            raise ValueError(f"{o}: beta and weight_decay must be >= 0")
+        check_positive(o, "beta", self.beta, allow_zero=True)
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"{o}.top_p={self.top_p}: must be in (0, 1]")
-        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"{o}.betas={self.betas}: two values in [0, 1)")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"{o}.min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
         if not 0 <= self.min_think_tokens <= self.max_think_tokens:
             raise ValueError(f"{o}: need 0 <= min_think_tokens={self.min_think_tokens} <= "
                              f"max_think_tokens={self.max_think_tokens}")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "seed"):
+        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{o}.{name}={getattr(self, name)}: must be >= 0")
         check_choice(o, "std", self.std, STD_MODES)
         check_choice(o, "empty_steps", self.empty_steps, EMPTY_STEP_MODES)
         check_choice(o, "old_logprobs", self.old_logprobs, OLD_LOGPROB_MODES)
-        check_choice(o, "resume", self.resume, RESUME_MODES)
-        check_choice(o, "device", self.device, ("auto", "cpu"))
-        check_choice(o, "autocast", self.autocast, AUTOCAST_MODES)
         check_choice(o, "prompt_split", self.prompt_split, ("train", "valid"))
         if self.prompts_per_step < 1:
             raise ValueError(f"{o}.prompts_per_step must be >= 1")

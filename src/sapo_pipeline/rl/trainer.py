@@ -73,11 +73,12 @@ class RLResult:
     summary: dict[str, Any]
 
 
-#: Salts of :func:`derive_seed`, so that the seed streams of one run never coincide: the global
-#: torch RNG of each process (dropout, initialisations) and the valid rollouts. The training
+#: Seed salts, so that the seed streams of one run never coincide: the global torch RNG of each
+#: process (dropout, initialisations), the valid rollouts, the minibatch order of an update. The training
 #: rollouts of step ``s`` use ``derive_seed(seed, s, rank)``.
 SALT_TORCH_RNG = 5
 SALT_EVAL_ROLLOUTS = 9
+SALT_MINIBATCH_ORDER = 3  # np.random.default_rng([seed, step, epoch, rank, salt])
 
 
 def derive_seed(*parts: int) -> int:
@@ -288,32 +289,33 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
                    if ref_module is not None else None)
         # ---- update
         for epoch in range(cfg.ppo_epochs):
-            order = np.random.default_rng([cfg.seed, step, epoch, rank, 3]).permutation(len(idx))
+            order = np.random.default_rng([cfg.seed, step, epoch, rank, SALT_MINIBATCH_ORDER]
+                                          ).permutation(len(idx))
             for a in range(0, len(idx), mb_groups):
                 rows = torch.cat([groups[g] for g in order[a:a + mb_groups]])
                 width = int(att[rows].sum(dim=1).max().item())
-                sl = (rows, slice(0, width))
-                m = mask[sl]
-                local_den = float(m.sum().item()) if cfg.aggregation_mode == "token" \
-                    else float(len(rows))
-                den = local_den
+                part = (rows, slice(0, width))
+                part_mask = mask[part]
+                local_denominator = (float(part_mask.sum().item())
+                                     if cfg.aggregation_mode == "token" else float(len(rows)))
+                denominator = local_denominator
                 if world > 1:
-                    den = float(reduce_sum(torch.tensor([local_den], dtype=torch.float64,
-                                                        device=device)).item())
+                    denominator = float(reduce_sum(torch.tensor(
+                        [local_denominator], dtype=torch.float64, device=device)).item())
                 with autocast():
-                    logp, ent = wrapped(seqs[sl], att[sl], resp[sl], with_entropy=True)
-                    out = policy_loss(logp, old[sl], adv.token[sl], m, rollout.step_ids[sl],
-                                      levels, mode=cfg.aggregation_mode, clip_low=cfg.clip_eps,
+                    logp, ent = wrapped(seqs[part], att[part], resp[part], with_entropy=True)
+                    out = policy_loss(logp, old[part], adv.token[part], part_mask,
+                                      rollout.step_ids[part], levels, mode=cfg.aggregation_mode, clip_low=cfg.clip_eps,
                                       clip_high=cfg.clip_high, beta=cfg.beta,
-                                      ref_logp=ref[sl] if ref is not None else None,
-                                      empty_steps=cfg.empty_steps, denominator=den)
+                                      ref_logp=ref[part] if ref is not None else None,
+                                      empty_steps=cfg.empty_steps, denominator=denominator)
                 acc.backward(out.loss * world)
                 norm = acc.clip_grad_norm_(params, clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state.optimizer_steps += 1
-                stats.add_update(m, out.terms.kl, out.terms.clipped, ent, logp)
+                stats.add_update(part_mask, out.terms.kl, out.terms.clipped, ent, logp)
                 stats.add("loss", out.loss)
                 stats.add("grad_norm", norm.detach().double() if torch.is_tensor(norm)
                           else float(norm))

@@ -268,7 +268,7 @@ def _finish(df: pl.DataFrame, specs: list[FieldSpec]) -> pl.DataFrame:
     return df.with_columns(exprs) if exprs else df
 
 
-def _fast(
+def _read_columnar(
     src: LineSource, specs: list[FieldSpec], n_lines: int, fname: str
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     try:
@@ -339,7 +339,7 @@ def _fast(
     return df.filter(pl.col("_missing").is_null()).drop("_missing"), rejects
 
 
-def _slow(
+def _read_line_by_line(
     src: LineSource, specs: list[FieldSpec], fname: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     columns: list[list] = [[] for _ in specs]
@@ -379,11 +379,11 @@ def read_jsonl(
     fname = file or path.name
     src = LineSource(path)
     n_lines = src.count_lines()
-    fast = _fast(src, specs, n_lines, fname) if n_lines else None
+    fast = _read_columnar(src, specs, n_lines, fname) if n_lines else None
     if fast is not None:
         df, rejects = fast
     else:
-        df, rejects, n_lines = _slow(src, specs, fname)  # fallbacks applied per line
+        df, rejects, n_lines = _read_line_by_line(src, specs, fname)  # fallbacks applied per line
     if df.height == 0:
         first = rejects.row(0, named=True) if rejects.height else None
         why = (
