@@ -97,3 +97,15 @@ def test_parameters_command_lists_every_field_of_a_section_with_its_default_and_
     assert "sapo.steps: 16  # " in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+def test_a_partial_section_derives_values_anew_instead_of_copying_derived_defaults():
+    """BackboneConfig derives its widths from ``preset`` in ``__post_init__``: a partial
+    ``backbone: {preset: tiny}`` must give the tiny widths, not the default preset's."""
+    from sapo_pipeline.model.backbone import PRESETS
+
+    align = from_dict(AlignConfig, {"backbone": {"preset": "tiny"}}, "align")
+    assert align.backbone.hidden_size == PRESETS["tiny"]["hidden_size"]
+    assert align.backbone.num_hidden_layers == PRESETS["tiny"]["num_hidden_layers"]
+    assert from_dict(AlignConfig, {}, "align").backbone.hidden_size == PRESETS["default"][
+        "hidden_size"]

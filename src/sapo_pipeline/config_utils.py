@@ -68,6 +68,19 @@ def _field_default(f: dataclasses.Field) -> Any:
     return None if f.default is dataclasses.MISSING else f.default
 
 
+def _overrides(base: Any, cls: type, skip: set[str]) -> dict[str, Any]:
+    """The values in which ``base`` differs from ``cls()`` (a stage's own defaults, e.g.
+    ``AlignConfig.train``'s epochs), leaving out ``skip``. Only these are carried over: a value
+    that ``cls.__post_init__`` derives from others (a backbone preset's widths) is derived anew
+    from the merged values, never copied."""
+    try:
+        plain = cls()
+    except (TypeError, ValueError):  # required fields: nothing to compare with
+        return {}
+    return {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)
+            if f.init and f.name not in skip and getattr(base, f.name) != getattr(plain, f.name)}
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "",
               base: Any = None) -> T:
     """Construct ``cls`` from ``data``, recursing into nested dataclass fields.
@@ -90,7 +103,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "",
         )
     kwargs: dict[str, Any] = {}
     if base is not None:
-        kwargs = {name: getattr(base, name) for name in fields if name not in data}
+        kwargs = _overrides(base, cls, skip=set(data))
     for name, value in data.items():
         path = f"{where}.{name}" if where else name
         sub = _dataclass_type(hints.get(name))
