@@ -115,3 +115,25 @@ def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path)
     assert {"ingest", "sid_catalog", "teacher_corpus", "align", "reason", "rl", "rl_sapo",
             "baselines", "baseline_sasrec", "evaluate"} <= set(timings["by_tag"])
     assert timings["run"]["pipeline_names"] == ["sapo_full"]
+
+
+@pytest.mark.slow
+def test_the_same_seed_twice_gives_identical_models_and_metrics(full_run: Path, tmp_path: Path):
+    """A second ``sapo_full`` smoke run in another scratch project: the same SIDs, the same
+    Stage-2 and RL weights, the same per-row test metrics of every model."""
+    from safetensors.torch import load_file
+
+    project = make_project(tmp_path / "again")
+    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke")
+    again = project / "data"
+    for table in ("04_feature/sid_table.parquet", "05_model_input/samples.parquet"):
+        assert pl.read_parquet(full_run / table).equals(pl.read_parquet(again / table)), table
+    for model in ("reason_model", "rl_sapo", "rl_grpo", "rl_rere"):
+        first = load_file(full_run / "06_models" / model / "model.safetensors")
+        second = load_file(again / "06_models" / model / "model.safetensors")
+        assert first.keys() == second.keys()
+        assert all(bool((first[k] == second[k]).all()) for k in first), model
+    one = json.loads((full_run / "08_reporting" / "evaluation_test.json").read_text())
+    two = json.loads((again / "08_reporting" / "evaluation_test.json").read_text())
+    assert [m["metrics"] for m in one["methods"]] == [m["metrics"] for m in two["methods"]]
+    assert one["paired_tests"] == two["paired_tests"]

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import date
+from dataclasses import asdict
 from json.encoder import encode_basestring_ascii as _enc  # what json.dumps uses for str
 from pathlib import Path
 
 import numpy as np
 
+from sapo_pipeline.data.config import GeneratorConfig
 from sapo_pipeline.data.generator_behaviour import Interactions, review_text, simulate
 from sapo_pipeline.data.generator_catalog import Catalog, build_catalog, lower_head, random_ids
 from sapo_pipeline.data.generator_defects import DefectPlan, apply_review_defect, plan_defects
@@ -37,108 +36,6 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 _CHUNK = 50_000
-
-
-@dataclass
-class GeneratorConfig:
-    """How much synthetic data to make and how it behaves. Same config -> byte-identical files."""
-
-    seed: int = field(default=0, metadata={"help": "Seed for every random draw."})
-    category: str = field(default="Synthetic_Products", metadata={
-        "help": "Dataset name: files are <category>.jsonl and meta_<category>.jsonl, and it is "
-                "the root of every item's category path. Letters, digits, '_' and '-' only."})
-    n_items: int = field(default=2000, metadata={"help": "Catalog size before `scale`."})
-    n_users: int = field(default=3000, metadata={"help": "Number of users before `scale`."})
-    scale: float = field(default=1.0, metadata={
-        "help": "Multiplies n_users and n_items (rounded); reviews grow linearly with it. "
-                "scale=21 gives ~1M reviews for benchmarks. The category tree does not scale."})
-    min_reviews_per_user: int = field(default=5, metadata={
-        "help": "Every user has at least this many reviews (5 keeps users through a 5-core)."})
-    mean_reviews_per_user: float = field(default=16.0, metadata={
-        "help": "Mean reviews per user before the cap: min + a geometric extra of this mean."})
-    max_reviews_per_user: int = field(default=120, metadata={"help": "Cap on reviews per user."})
-    n_top_categories: int = field(default=8, metadata={
-        "help": "Top categories (level 1 of the path). The first 8 use a hand-written word bank; "
-                "more get pronounceable generated names."})
-    subtypes_per_category: int = field(default=6, metadata={
-        "help": "Sub-types per top category (level 2; first 8 per bank category are curated)."})
-    n_brands: int = field(default=48, metadata={
-        "help": "Brands in all; each belongs to one top category (round-robin)."})
-    brands_per_subtype: int = field(default=4, metadata={
-        "help": "Brands each sub-type draws from its top category's brands."})
-    min_items_per_subtype: int = field(default=5, metadata={
-        "help": "Floor on items per sub-type; the rest are spread unevenly."})
-    zipf_exponent: float = field(default=0.9, metadata={
-        "help": "Item popularity within a sub-type ~ rank^-zipf_exponent."})
-    start_date: str = field(default="2016-10-01", metadata={
-        "help": "First possible review day (ISO date, UTC)."})
-    end_date: str = field(default="2018-11-01", metadata={
-        "help": "Reviews fall strictly before this day (ISO date, UTC)."})
-    stay_prob: float = field(default=0.6, metadata={
-        "help": "Probability the next purchase stays in the current sub-type."})
-    complement_prob: float = field(default=0.25, metadata={
-        "help": "Probability the next purchase moves to a complementary sub-type; the rest "
-                "(1 - stay - complement) jumps to one of the user's preferred categories."})
-    preferred_categories: int = field(default=3, metadata={
-        "help": "Each user prefers 1..this many top categories (two sub-types in each)."})
-    drift_prob: float = field(default=0.05, metadata={
-        "help": "Per-step probability that one preferred category is replaced (drift)."})
-    defect_rate: float = field(default=0.0, metadata={
-        "help": "Fraction of review lines (and of meta lines) to corrupt, split evenly over the "
-                "defect kinds; 0 writes clean files. At most 0.5."})
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, name: str, msg: str) -> None:
-            if not ok:
-                raise ValueError(f"GeneratorConfig.{name}={getattr(self, name)!r}: {msg}")
-
-        for name in ("seed", "n_items", "n_users", "min_reviews_per_user", "max_reviews_per_user",
-                     "n_top_categories", "subtypes_per_category", "n_brands",
-                     "brands_per_subtype", "min_items_per_subtype", "preferred_categories"):
-            value = getattr(self, name)
-            need(isinstance(value, int) and not isinstance(value, bool), name, "must be an int")
-            need(value >= (0 if name == "seed" else 1), name, "must be >= 1 (seed >= 0)")
-        need(bool(re.fullmatch(r"[A-Za-z0-9_\-]+", str(self.category))), "category",
-             "use letters, digits, '_' or '-' only (it names files)")
-        need(self.scale > 0, "scale", "must be > 0")
-        need(self.min_reviews_per_user <= self.mean_reviews_per_user, "mean_reviews_per_user",
-             "must be >= min_reviews_per_user")
-        need(self.min_reviews_per_user <= self.max_reviews_per_user, "max_reviews_per_user",
-             "must be >= min_reviews_per_user")
-        need(self.zipf_exponent >= 0, "zipf_exponent", "must be >= 0")
-        for name in ("stay_prob", "complement_prob", "drift_prob"):
-            need(0.0 <= getattr(self, name) <= 1.0, name, "must be in [0, 1]")
-        need(self.stay_prob + self.complement_prob <= 1.0, "complement_prob",
-             "stay_prob + complement_prob must be <= 1")
-        need(0.0 <= self.defect_rate <= 0.5, "defect_rate", "must be in [0, 0.5]")
-        try:
-            start, end = date.fromisoformat(self.start_date), date.fromisoformat(self.end_date)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"GeneratorConfig start_date/end_date must be ISO dates: {exc}") from exc
-        need(start < end, "end_date", f"must be after start_date {self.start_date}")
-        need(self.n_brands >= self.n_top_categories, "n_brands", "must be >= n_top_categories")
-        n_sub = self.n_top_categories * self.subtypes_per_category
-        need(self.total_items >= self.min_items_per_subtype * n_sub, "n_items",
-             f"n_items * scale = {self.total_items} < min_items_per_subtype * sub-types "
-             f"= {self.min_items_per_subtype * n_sub}")
-
-    @property
-    def total_users(self) -> int:
-        """Users after scaling."""
-        return max(1, round(self.n_users * self.scale))
-
-    @property
-    def total_items(self) -> int:
-        """Items after scaling."""
-        return max(1, round(self.n_items * self.scale))
-
-    @property
-    def reviews_file(self) -> str:
-        return f"{self.category}.jsonl"
-
-    @property
-    def meta_file(self) -> str:
-        return f"meta_{self.category}.jsonl"
 
 
 def generate_amazon2023(out_dir: Path, cfg: GeneratorConfig) -> dict:

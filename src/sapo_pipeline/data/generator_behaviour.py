@@ -19,14 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from sapo_pipeline.data.config import GeneratorConfig
 from sapo_pipeline.data.generator_catalog import Catalog
-
-if TYPE_CHECKING:  # pragma: no cover
-    from sapo_pipeline.data.generator import GeneratorConfig
 
 _MS_PER_DAY = 86_400_000
 _REDRAWS = 24  # rounds of re-drawing repeated (user, item) pairs (Zipf first, then uniform)

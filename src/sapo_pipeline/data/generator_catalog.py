@@ -14,12 +14,10 @@ Used by :mod:`sapo_pipeline.data.generator`; nothing here writes files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from sapo_pipeline.data.generator import GeneratorConfig
+from sapo_pipeline.data.config import GeneratorConfig
 
 # (top category, its shared words, [(sub-type, head noun, descriptors, attribute kinds)])
 _BANK: list[tuple[str, str, list[tuple[str, str, str, str]]]] = [

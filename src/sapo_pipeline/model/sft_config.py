@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sapo_pipeline.config_utils import check_choice, check_positive
-from sapo_pipeline.model.backbone import BackboneConfig
+from sapo_pipeline.model.backbone_config import BackboneConfig
 from sapo_pipeline.model.tokenizer import TokenizerConfig
 from sapo_pipeline.teacher.prompts import PROMPT_RESPONSE_SEP, REASONING_TASK
 from sapo_pipeline.training import fields as common

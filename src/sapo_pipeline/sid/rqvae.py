@@ -27,93 +27,10 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
+from sapo_pipeline.sid.config import RQVAEConfig
 from sapo_pipeline.sid.rqkmeans import fit_codebook, nearest_code
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RQVAEConfig:
-    """Hyper-parameters of :func:`train_rqvae`."""
-
-    levels: int = field(default=3, metadata={"help": "number of residual codebooks K."})
-    codebook_size: int = field(default=256, metadata={"help": "codes per codebook C."})
-    latent_dim: int = field(default=32, metadata={"help": "dimension of the quantised latent."})
-    hidden_dims: tuple[int, ...] = field(
-        default=(512, 256, 128),
-        metadata={"help": "encoder hidden widths (the decoder mirrors them)."},
-    )
-    dropout: float = field(default=0.0, metadata={"help": "dropout after each hidden layer."})
-    epochs: int = field(default=100, metadata={"help": "passes over the catalog."})
-    batch_size: int = field(default=1024, metadata={"help": "items per optimisation step."})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
-    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
-    codebook_weight: float = field(default=1.0, metadata={"help": "weight of the codebook loss."})
-    commitment_weight: float = field(
-        default=0.25, metadata={"help": "weight (beta) of the commitment loss."}
-    )
-    kmeans_init: bool = field(
-        default=True, metadata={"help": "initialise codebooks by k-means on encoder outputs."}
-    )
-    kmeans_max_samples: int = field(
-        default=20_000, metadata={"help": "items sampled for the k-means initialisation."}
-    )
-    kmeans_iters: int = field(default=50, metadata={"help": "k-means iterations per level."})
-    dead_code_reset_every: int = field(
-        default=20,
-        metadata={"help": "steps between dead-code re-initialisations; 0 disables them."},
-    )
-    standardize: bool = field(
-        default=True, metadata={"help": "standardise each input dimension (mean 0, std 1)."}
-    )
-    grad_clip: float | None = field(
-        default=1.0, metadata={"help": "max gradient norm; None disables clipping."}
-    )
-    seed: int = field(default=42, metadata={"help": "seed for init, shuffling and resets."})
-    device: str = field(default="cpu", metadata={"help": "torch device."})
-    num_threads: int | None = field(
-        default=1,
-        metadata={
-            "help": "torch / k-means threads while training (None = leave as is). 1 keeps "
-            "results identical across machines with different core counts (float sums depend "
-            "on the thread split) and was 5x faster than 2 on the shared 2-core machine."
-        },
-    )
-
-    def __post_init__(self) -> None:
-        self.hidden_dims = tuple(int(h) for h in self.hidden_dims)
-        positive = {
-            "levels": self.levels,
-            "codebook_size": self.codebook_size,
-            "latent_dim": self.latent_dim,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "kmeans_max_samples": self.kmeans_max_samples,
-            "kmeans_iters": self.kmeans_iters,
-        }
-        for name, value in positive.items():
-            if int(value) < 1:
-                raise ValueError(f"RQVAEConfig.{name} must be >= 1, got {value}")
-        if self.levels > 25:
-            raise ValueError(f"RQVAEConfig.levels must be <= 25 (SID letters), got {self.levels}")
-        if any(h < 1 for h in self.hidden_dims):
-            raise ValueError(f"RQVAEConfig.hidden_dims must be positive, got {self.hidden_dims}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"RQVAEConfig.dropout must be in [0, 1), got {self.dropout}")
-        for name in ("lr",):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"RQVAEConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "codebook_weight", "commitment_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"RQVAEConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.dead_code_reset_every < 0:
-            raise ValueError("RQVAEConfig.dead_code_reset_every must be >= 0")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(
-                f"RQVAEConfig.num_threads must be >= 1 or None, got {self.num_threads}"
-            )
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError("RQVAEConfig.grad_clip must be > 0 or None")
 
 
 def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
