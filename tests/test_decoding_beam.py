@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from test_decoding_fixtures import LEVELS, CloseBias, plain_logprobs, setup
+from decoding_fixtures import LEVELS, CloseBias, plain_logprobs, setup
 
 from sapo_pipeline.decoding import (
     BeamConfig,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decoding_fixtures import CODEBOOK, LEVELS, setup
+from decoding_fixtures import CODEBOOK, LEVELS, setup
 
 from sapo_pipeline.decoding import ConstraintError, ConstraintIndex, SIDVocab, StepMachine
 from sapo_pipeline.decoding.state_machine import DONE, SID, THINK

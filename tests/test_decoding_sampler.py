@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from test_decoding_fixtures import LEVELS, CloseBias, TableModel, plain_logprobs, setup
+from decoding_fixtures import LEVELS, CloseBias, TableModel, plain_logprobs, setup
 
 from sapo_pipeline.decoding import ConstraintIndex, SamplerConfig, StepMachine, sample_groups
 from sapo_pipeline.decoding.sampler import draw

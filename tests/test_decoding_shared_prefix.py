@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_decoding_fixtures import CloseBias, setup
+from decoding_fixtures import CloseBias, setup
 
 from sapo_pipeline.decoding import KVSession, beam_sample, beam_search
 from sapo_pipeline.decoding.shared_prefix import (

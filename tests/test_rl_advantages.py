@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from test_rl_fakes import hand_rollout
+from rl_fakes import hand_rollout
 
 from sapo_pipeline.rl.advantages import group_normalise
 from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, SAPOConfig

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from rl_fakes import ToySource, tiny_model, toy_prompts, toy_trie
 from safetensors.torch import load_file, save_file
-from test_rl_fakes import ToySource, tiny_model, toy_prompts, toy_trie
 
 from sapo_pipeline.model.sft_state import trainable_state
 from sapo_pipeline.rl.config import GRPOConfig, SAPOConfig

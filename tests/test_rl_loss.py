@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from test_rl_fakes import hand_rollout
+from rl_fakes import hand_rollout
 
 from sapo_pipeline.rl.config import GRPOConfig, SAPOConfig
 from sapo_pipeline.rl.loss import aggregate, clipped_objective, policy_loss

@@ -37,7 +37,7 @@ def test_each_method_is_declared_once_with_its_config_and_rollout():
 
 
 def test_rollout_source_follows_the_method():
-    from test_decoding_fixtures import setup
+    from decoding_fixtures import setup
 
     from sapo_pipeline.rl.source import BeamSampler, GroupSampler, make_rollout_source
 

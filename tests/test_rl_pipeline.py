@@ -9,10 +9,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from decoding_fixtures import setup as decoding_setup
 from kedro.config import OmegaConfigLoader
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
-from test_decoding_fixtures import setup as decoding_setup
 
 from sapo_pipeline.config_utils import ConfigError, from_dict
 from sapo_pipeline.model.backbone import Checkpoint

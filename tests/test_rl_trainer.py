@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_rl_fakes import LEVELS, ToySource, tiny_model, toy_prompts, toy_trie
+from rl_fakes import LEVELS, ToySource, tiny_model, toy_prompts, toy_trie
 
 from sapo_pipeline.rl.config import GRPOConfig, ReReConfig, SAPOConfig
 from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv, plot_diagnostics
