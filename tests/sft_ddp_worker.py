@@ -19,7 +19,8 @@ import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from sapo_pipeline.model.sft import train_sft  # noqa: E402
-from sapo_pipeline.model.sft_state import log_to_csv, trainable_state  # noqa: E402
+from sapo_pipeline.model.sft_state import log_to_csv  # noqa: E402
+from sapo_pipeline.training.workdir import trainable_state  # noqa: E402
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ import torch
 from rl_fakes import ToySource, tiny_model, toy_prompts, toy_trie
 from safetensors.torch import load_file, save_file
 
-from sapo_pipeline.model.sft_state import trainable_state
 from sapo_pipeline.rl.config import GRPOConfig, SAPOConfig
 from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv
 from sapo_pipeline.rl.trainer import train_rl
+from sapo_pipeline.training.workdir import trainable_state
 
 HERE = Path(__file__).resolve().parent
 

@@ -19,7 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from sapo_pipeline.model.sft import train_sft
-from sapo_pipeline.model.sft_state import csv_to_log, trainable_state
+from sapo_pipeline.model.sft_state import csv_to_log
+from sapo_pipeline.training.workdir import trainable_state
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,8 @@ from sapo_pipeline.model.sft import SFTLossModule, train_sft
 from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
 from sapo_pipeline.model.sft_data import collate_padded, tokenize_sft
 from sapo_pipeline.model.sft_stages import build_tokenizer, train_align, train_reason
-from sapo_pipeline.model.sft_state import csv_to_log, log_to_csv, trainable_state
+from sapo_pipeline.model.sft_state import csv_to_log, log_to_csv
+from sapo_pipeline.training.workdir import trainable_state
 
 
 @pytest.fixture(scope="module")

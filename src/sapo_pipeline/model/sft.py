@@ -49,18 +49,17 @@ from sapo_pipeline.model.sft_data import (
     collate_packed,
     collate_padded,
 )
-from sapo_pipeline.model.sft_state import (
-    LoopState,
-    WorkDir,
+from sapo_pipeline.model.sft_state import LoopState, SFTWorkDir
+from sapo_pipeline.training.accelerator import make_accelerator, use_bf16
+from sapo_pipeline.training.head import head_parts, next_token_logits
+from sapo_pipeline.training.rng import gather_rng_state, set_rng_state
+from sapo_pipeline.training.schedule import build_optimizer, build_scheduler, warmup_steps
+from sapo_pipeline.training.workdir import (
     fingerprint,
     load_trainable,
     trainable_state,
     weights_hash,
 )
-from sapo_pipeline.training.accelerator import make_accelerator, use_bf16
-from sapo_pipeline.training.head import head_parts, next_token_logits
-from sapo_pipeline.training.rng import gather_rng_state, set_rng_state
-from sapo_pipeline.training.schedule import build_optimizer, build_scheduler, warmup_steps
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +182,7 @@ def train_sft(
             eval_idx = np.sort(rng.choice(len(valid), cfg.max_eval_examples, replace=False))
 
     model.train()
-    work = WorkDir(cfg.work_dir, run_fingerprint(cfg, train, valid, model, world, stage), main)
+    work = SFTWorkDir(cfg.work_dir, run_fingerprint(cfg, train, valid, model, world, stage), main)
     module = SFTLossModule(model, cfg.selective_head)
     optimizer = build_optimizer(model, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
                                 eps=cfg.adam_eps)
@@ -197,7 +196,7 @@ def train_sft(
     acc.wait_for_everyone()
     state, log_rows, best = LoopState(), [], None
     if ckpt is not None:
-        saved = WorkDir.load(ckpt, acc.device)
+        saved = SFTWorkDir.load(ckpt, acc.device)
         load_trainable(model, saved["trainable"], str(ckpt))
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

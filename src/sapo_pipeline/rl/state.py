@@ -1,7 +1,7 @@
 """Resume state of the RL loop, in ``RLTrainConfig.work_dir``.
 
 Discovery, compatibility (fingerprint), tidying, the atomic checkpoint write and the live log
-are :class:`sapo_pipeline.model.sft_state.WorkDir`'s; :class:`RLWorkDir` only swaps in the RL
+are :class:`sapo_pipeline.training.workdir.WorkDir`'s; :class:`RLWorkDir` only swaps in the RL
 loop state and the RL log columns (:mod:`sapo_pipeline.rl.diagnostics`)::
 
     log.csv                        live per-step diagnostics (rl.diagnostics columns)
@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sapo_pipeline.model.sft_state import WorkDir
 from sapo_pipeline.rl.diagnostics import csv_to_log, log_to_csv
+from sapo_pipeline.training.workdir import WorkDir
 
 
 @dataclass

@@ -34,7 +34,6 @@ import torch
 from tqdm.auto import tqdm
 
 from sapo_pipeline.evaluation.metrics import ndcg_of_ranks
-from sapo_pipeline.model.sft_state import fingerprint, load_trainable, trainable_state, weights_hash
 from sapo_pipeline.rl.config import RLTrainConfig
 from sapo_pipeline.rl.diagnostics import StepAccumulator
 from sapo_pipeline.rl.logprob import TokenLogprobs, batched_logprobs
@@ -47,6 +46,12 @@ from sapo_pipeline.rl.state import RLState, RLWorkDir
 from sapo_pipeline.training.accelerator import make_accelerator, use_bf16
 from sapo_pipeline.training.rng import gather_rng_state, set_rng_state
 from sapo_pipeline.training.schedule import build_optimizer, build_scheduler
+from sapo_pipeline.training.workdir import (
+    fingerprint,
+    load_trainable,
+    trainable_state,
+    weights_hash,
+)
 
 logger = logging.getLogger(__name__)
 
