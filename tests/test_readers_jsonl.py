@@ -223,3 +223,32 @@ def test_spec_list_validation(tmp_path):
         read_jsonl(
             path, [FieldSpec("a", path=("d",)), FieldSpec("b", path=("d", "x"))], expected="x"
         )
+
+
+def test_nan_and_infinity_are_rejected_not_kept(tmp_path):
+    lines = [rec(1), b'{"user_id": "U2", "parent_asin": "P2", "timestamp": 2, "rating": NaN}',
+             b'{"user_id": "U3", "parent_asin": "P3", "timestamp": 3, "rating": -Infinity}',
+             rec(4)]
+    res = read_jsonl(write(tmp_path / "r.jsonl", lines), SPECS, expected="reviews")
+    assert rejects_of(res) == [(2, None, "malformed_json"), (3, None, "malformed_json")]
+    details = res.rejects["detail"].to_list()
+    assert "NaN is not a JSON value" in details[0] and "-Infinity is not a JSON value" in details[1]
+    assert res.frame["rating"].is_finite().all() and res.frame["line"].to_list() == [1, 4]
+    check_identity(res)
+
+
+def test_malformed_json_at_the_end_of_a_line_names_its_own_column(tmp_path):
+    bad = b'{"user_id": "U2", "parent_asin": "P2"'  # 37 characters, the object never closed
+    res = read_jsonl(write(tmp_path / "r.jsonl", [rec(1), bad]), SPECS, expected="reviews")
+    assert rejects_of(res) == [(2, None, "malformed_json")]
+    assert "column 38" in res.rejects["detail"][0]  # just past the last character, not the newline
+
+
+def test_a_truncated_gzip_file_is_an_error_naming_the_file(tmp_path):
+    from sapo_pipeline.config_utils import InputError
+
+    whole = gzip.compress(b"".join(json.dumps(rec(i)).encode() + b"\n" for i in range(200)))
+    path = tmp_path / "Cut.jsonl.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"Cut\.jsonl\.gz: not a complete gzip file"):
+        read_jsonl(path, SPECS, expected="reviews")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.data.config import SourceConfig
 from sapo_pipeline.data.readers import read_source
 from sapo_pipeline.data.schema import RawSource
@@ -26,22 +27,42 @@ def _find(root: Path, name: str) -> Path:
     raise FileNotFoundError(f"expected {root / name} (or {name}.gz): not found")
 
 
+def _categories(root: Path, fmt: str) -> list[str]:
+    """Categories of ``fmt``'s meta files in ``root`` (``meta_<cat>.json[l][.gz]``, exactly)."""
+    prefix, suffix = _AMAZON_FILES[fmt][1].split("{cat}")
+    names = {p.name.removesuffix(".gz") for p in root.iterdir() if p.is_file()}
+    return sorted(n[len(prefix): len(n) - len(suffix)] for n in names
+                  if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix + suffix))
+
+
 def _detect_category(root: Path, fmt: str) -> str:
-    meta_pattern = _AMAZON_FILES[fmt][1].replace("{cat}", "*")
-    found = sorted({p.name.removesuffix(".gz") for p in root.glob(meta_pattern + "*")})
-    if len(found) != 1:
-        raise ValueError(
-            f"{root}: set ingest.source.category; expected exactly one {meta_pattern} file, found {found}"
-        )
-    prefix, suffix = meta_pattern.split("*")
-    return found[0][len(prefix) : len(found[0]) - len(suffix)]
+    found = _categories(root, fmt)
+    if len(found) == 1:
+        return found[0]
+    pattern = _AMAZON_FILES[fmt][1].replace("{cat}", "*")
+    hint = ""
+    for other in _AMAZON_FILES:
+        if other != fmt and not found and (theirs := _categories(root, other)):
+            hint = (f"; the folder holds {other} files ({_AMAZON_FILES[other][1].format(cat=theirs[0])}"
+                    f"): set ingest.source.format: {other}")
+    raise InputError(f"{root}: set ingest.source.category; expected exactly one {pattern} file, "
+                     f"found {found}{hint}")
+
+
+def raw_root(path: str | Path) -> Path:
+    """``ingest.source.path`` as a directory: a missing path and a file are errors saying so."""
+    root = Path(path)
+    if root.is_file():
+        raise NotADirectoryError(f"ingest.source.path={root} is a file; a folder holding the raw "
+                                 f"files is expected (the folder of {root.name}: {root.parent})")
+    if not root.is_dir():
+        raise FileNotFoundError(f"raw data directory {root} does not exist (ingest.source.path)")
+    return root
 
 
 def open_source(cfg: SourceConfig, category: str | None = None) -> RawSource:
     """Read the configured source. ``category`` overrides ``cfg.category`` (synthetic data)."""
-    root = Path(cfg.path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"raw data directory {root} does not exist (ingest.source.path)")
+    root = raw_root(cfg.path)
     fmt = "amazon2023" if cfg.format == "synthetic" else cfg.format
     opts = dict(cfg.options)
     if fmt in _AMAZON_FILES:
@@ -65,8 +86,7 @@ def open_source(cfg: SourceConfig, category: str | None = None) -> RawSource:
 
 def inventory(root: Path) -> dict:
     """Every file under ``root`` (recursively) with its size and sha256: the run's raw inputs."""
-    if not root.is_dir():
-        raise FileNotFoundError(f"raw data directory {root} does not exist (ingest.source.path)")
+    root = raw_root(root)
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     if not files:
         raise FileNotFoundError(f"raw data directory {root} has no files")

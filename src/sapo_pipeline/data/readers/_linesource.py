@@ -10,10 +10,13 @@ from __future__ import annotations
 import gzip
 import io
 import mmap
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from sapo_pipeline.config_utils import InputError
 
 BOM = b"\xef\xbb\xbf"
 
@@ -36,8 +39,12 @@ class LineSource:
         self.gz = is_gzip(path)
         self.data: bytes | None = None
         if self.gz:
-            with gzip.open(path, "rb") as fh:
-                self.data = fh.read()
+            try:
+                with gzip.open(path, "rb") as fh:
+                    self.data = fh.read()
+            except (EOFError, OSError, zlib.error) as exc:
+                raise InputError(f"{path}: not a complete gzip file ({exc}); the file is "
+                                 f"truncated or corrupt -- download or copy it again") from None
 
     def polars_input(self) -> Path | io.BytesIO:
         return io.BytesIO(self.data) if self.data is not None else self.path

@@ -230,15 +230,22 @@ def check_line(raw: bytes, specs: list[FieldSpec]) -> tuple[list | None, tuple |
         )
     if not text.strip():
         return None, (None, "blank_line", "empty or whitespace-only line")
+    text = text.rstrip("\r\n")  # the line break is not part of the JSON (columns stay right)
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         return None, (
             None,
             "malformed_json",
             (f"{exc.msg} at column {exc.colno}: {_excerpt(text)}"),
         )
+    except ValueError as exc:  # NaN / Infinity: Python's json accepts them, JSON does not
+        return None, (None, "malformed_json", f"{exc}: {_excerpt(text)}")
     return check_object(obj, specs)
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 # ----------------------------------------------------------------------------- paths
