@@ -219,3 +219,21 @@ def test_registry_dispatches_and_rejects_unknown_formats(tmp_path):
         read_source("csv")
     with pytest.raises(TypeError, match="read_source\\('lcrec'\\).*signature"):
         read_source("lcrec", folder=tmp_path)
+
+
+def test_implausible_timestamps_are_rejected_and_a_file_in_the_wrong_unit_is_an_error(tmp_path):
+    from sapo_pipeline.config_utils import InputError
+
+    meta = write(tmp_path / "meta.jsonl", META23)
+    lines = [review23(1), review23(2, timestamp=-5), review23(3, timestamp=2_600_000_000_000),
+             review23(4)]
+    src = read_amazon2023(write(tmp_path / "r.jsonl", lines), meta)
+    assert src.reviews["line"].to_list() == [1, 4]
+    bad = src.rejects.filter(pl.col("reason") == "implausible_timestamp")
+    assert bad["line"].to_list() == [2, 3] and set(bad["field"]) == {"timestamp"}
+    assert "-5 milliseconds" in bad["detail"][0] and "= 2052-" in bad["detail"][1]
+    # a whole file written in seconds: every review would land in January 1970
+    in_seconds = [review23(i, timestamp=1_600_000_000 + i) for i in range(5)]
+    with pytest.raises(InputError, match=r"r_s.jsonl: timestamps are in seconds, Amazon 2023 "
+                                         r"files hold milliseconds \(median 1600000002 = 2020-09-13"):
+        read_amazon2023(write(tmp_path / "r_s.jsonl", in_seconds), meta)

@@ -62,6 +62,7 @@ REJECT_REASONS = (
     "empty_title",
     "malformed_row",
     "unknown_item",
+    "implausible_timestamp",
 )
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
 
-from sapo_pipeline.data.readers._common import concat_rejects, distinct_names, split_duplicates
+from sapo_pipeline.config_utils import InputError
+from sapo_pipeline.data.readers._common import (
+    concat_rejects,
+    distinct_names,
+    reject_frame,
+    split_duplicates,
+)
 from sapo_pipeline.data.readers.jsonl import FieldSpec, read_jsonl
 from sapo_pipeline.data.schema import RawSource
 
@@ -24,6 +32,47 @@ def _text_list(col: str) -> pl.Expr:
         .list.eval(pl.element().filter(pl.element().str.strip_chars() != "").str.strip_chars())
         .alias(col)
     )
+
+
+#: Reviews are plausible from Amazon's first reviews (1995) to a day after the run.
+FIRST_REVIEW_S = 788_918_400  # 1995-01-01T00:00:00Z
+UNITS = {1: "seconds", 1000: "milliseconds"}
+
+
+def check_timestamps(frame: pl.DataFrame, divisor: int, file: str, release: str
+                     ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the reviews whose timestamp, read in the release's unit (``divisor`` raw units per
+    second), falls between 1995 and tomorrow; the others are ``implausible_timestamp``
+    rejects with the value and the date it would be. A file whose median timestamp is
+    implausible in its own unit but plausible in the other one is in the wrong unit: an
+    InputError saying so (one such file would put every review in 1970 or in the far future)."""
+    if frame.is_empty():
+        return frame, reject_frame([])
+    last = time.time() + 86_400
+    seconds = pl.col("timestamp") // divisor
+    plausible = (seconds >= FIRST_REVIEW_S) & (seconds <= last)
+    median = float(frame["timestamp"].median())
+    if not FIRST_REVIEW_S <= median / divisor <= last:
+        for other, unit in UNITS.items():
+            if other != divisor and FIRST_REVIEW_S <= median / other <= last:
+                raise InputError(
+                    f"{file}: timestamps are in {unit}, Amazon {release} files hold "
+                    f"{UNITS[divisor]} (median {int(median)} = "
+                    f"{_date(median / other)} in {unit}, {_date(median / divisor)} as read); "
+                    f"use the reader of the release the file comes from")
+    bad = frame.filter(~plausible)
+    rows = [(file, int(r["line"]), "timestamp", "implausible_timestamp",
+             f"{r['timestamp']} {UNITS.get(divisor, 'units')} = {_date(r['timestamp'] / divisor)}, "
+             f"outside 1995-01-01 .. tomorrow")
+            for r in bad.select("line", "timestamp").iter_rows(named=True)]
+    return frame.filter(plausible), reject_frame(rows)
+
+
+def _date(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
+    except (OverflowError, OSError, ValueError):
+        return "out of range"
 
 
 def read_amazon_pair(
@@ -52,7 +101,8 @@ def read_amazon_pair(
         meta_path, meta_specs, expected=f"Amazon {release} metadata JSON lines", file=m_name
     )
 
-    reviews = rev.frame.select(
+    frame, ts_rejects = check_timestamps(rev.frame, ts_divisor, r_name, release)
+    reviews = frame.select(
         "user_id",
         "asin",
         (pl.col("timestamp") // ts_divisor).alias("timestamp"),
@@ -100,7 +150,7 @@ def read_amazon_pair(
     return RawSource(
         reviews=reviews,
         items=items,
-        rejects=concat_rejects([rev.rejects, meta.rejects, dup_rejects]),
+        rejects=concat_rejects([rev.rejects, ts_rejects, meta.rejects, dup_rejects]),
         lines_read={r_name: rev.lines_read, m_name: meta.lines_read},
         has_timestamps=True,
         notes=notes,
