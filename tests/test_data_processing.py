@@ -77,6 +77,10 @@ def test_dedupe_keeps_first_and_rejects_repeats_with_line():
     assert rejects["line"].to_list() == [2]
     assert rejects["reason"].to_list() == ["duplicate_review"]
     assert ledger.rejected == {"duplicate_review": 1} and ledger.kept == 3
+    file = reviews["file"][0]
+    assert rejects["detail"].to_list() == [
+        f"repeats (user_id=u, asin=a, timestamp=1) of {file} line 1; kept the first"]
+    assert kept.columns == reviews.columns
 
 
 def test_dedupe_never_touches_order_only_rows():

@@ -48,14 +48,17 @@ def dedupe_reviews(reviews: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, L
     published sequence is data.
     """
     ledger = Ledger("dedupe_reviews", reviews.height)
-    is_dup = pl.col("timestamp").is_not_null() & ~pl.struct("user_id", "asin", "timestamp").is_first_distinct()
-    flagged = reviews.with_columns(_dup=is_dup)
+    key = ["user_id", "asin", "timestamp"]
+    is_dup = pl.col("timestamp").is_not_null() & ~pl.struct(key).is_first_distinct()
+    flagged = reviews.with_columns(_dup=is_dup, _first_file=pl.col("file").first().over(key),
+                                   _first_line=pl.col("line").first().over(key))
     dups = flagged.filter(pl.col("_dup"))
-    kept = flagged.filter(~pl.col("_dup")).drop("_dup")
+    kept = flagged.filter(~pl.col("_dup")).drop("_dup", "_first_file", "_first_line")
     rejects = _reject_rows(
         dups,
         "duplicate_review",
-        pl.format("repeats (user_id={}, asin={}, timestamp={})", "user_id", "asin", "timestamp"),
+        pl.format("repeats (user_id={}, asin={}, timestamp={}) of {} line {}; kept the first",
+                  "user_id", "asin", "timestamp", "_first_file", "_first_line"),
     )
     ledger.kept = kept.height
     ledger.reject("duplicate_review", dups.height)
