@@ -72,3 +72,12 @@ def test_plot_costs_draws_one_bar_stack_and_curve_per_method():
     left, right = fig.axes
     assert len(right.lines) == 2
     assert len(left.patches) == 2 * 3  # methods x (rollout, advantages, rest of update)
+    # one meaning per colour: the step parts (left) and the methods (right) share none
+    from matplotlib.colors import to_hex
+
+    part_colours = {to_hex(p.get_facecolor()) for p in left.patches}
+    method_colours = {to_hex(line.get_color()) for line in right.lines}
+    assert len(part_colours) == 3 and len(method_colours) == 2
+    assert not part_colours & method_colours
+    # the legend sits below the bars, not over them
+    assert left.get_legend().get_bbox_to_anchor().y0 < left.get_window_extent().y0

@@ -118,6 +118,8 @@ def test_diagnostics_rows_csv_and_figure(tmp_path):
     fig = plot_diagnostics(back, title="grpo")
     titles = {ax.get_title() for ax in fig.axes}
     assert {"reward per SID level", "KL to reference (k3)", "seconds per step"} <= titles
+    valid_axis = next(ax for ax in fig.axes if ax.get_title().startswith("valid reward"))
+    assert all(line.get_linestyle() == "None" for line in valid_axis.get_lines())  # points only
     reward_axis = next(ax for ax in fig.axes if ax.get_title() == "reward per SID level")
     assert len(reward_axis.get_lines()) >= LEVELS  # one curve per level, over the 3 steps
     assert all(len(line.get_xdata()) == 3 for line in reward_axis.get_lines()[:LEVELS])

@@ -134,10 +134,12 @@ def plot_costs(logs: Mapping[str, Sequence[Mapping[str, Any]]], summary: Mapping
     fig = Figure(figsize=(11, 3.8))
     left, right = fig.subplots(1, 2)
     names = list(summary["methods"])
-    parts = [("rollout", "median_rollout_s"), ("rewards+advantages", "median_advantage_s"),
-             ("update (rest)", None)]
+    # the parts of a step in greys (left), the methods in colours (right): one meaning per colour
+    parts = [("rollout", "median_rollout_s", "#4d4d4d"),
+             ("rewards+advantages", "median_advantage_s", "#e08214"),
+             ("update (rest)", None, "#bababa")]
     bottom = [0.0] * len(names)
-    for label, key in parts:
+    for label, key, colour in parts:
         vals = []
         for name in names:
             c = summary["methods"][name]
@@ -146,7 +148,7 @@ def plot_costs(logs: Mapping[str, Sequence[Mapping[str, Any]]], summary: Mapping
             else:
                 v = c[key] or 0.0
             vals.append(max(v, 0.0))
-        left.bar(names, vals, bottom=bottom, label=label)
+        left.bar(names, vals, bottom=bottom, label=label, color=colour)
         bottom = [b + v for b, v in zip(bottom, vals)]
     left.set_ylabel("median seconds per RL step")
     left.set_title(f"RL step time (ratio vs {summary['reference']} per response token)",
@@ -155,11 +157,14 @@ def plot_costs(logs: Mapping[str, Sequence[Mapping[str, Any]]], summary: Mapping
         ratio = summary["methods"][name]["token_ratio"]
         if ratio is not None:
             left.annotate(f"{ratio:.2f}x", (i, bottom[i]), ha="center", va="bottom", fontsize=8)
-    left.legend(fontsize=7)
-    for name in names:
+    left.set_ylim(0, 1.25 * max(bottom + [1e-9]))  # room for the ratios above the bars
+    left.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(parts),
+                frameon=False)
+    method_colours = ["#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+    for i, name in enumerate(names):
         rows = [r for r in logs[name] if r.get("step_s") is not None]
         right.plot([int(r["step"]) for r in rows], [float(r["step_s"]) for r in rows],
-                   marker=".", label=name)
+                   marker=".", label=name, color=method_colours[i % len(method_colours)])
     right.set_xlabel("RL step")
     right.set_ylabel("step seconds")
     right.set_title("seconds per RL step", fontsize=9)

@@ -144,8 +144,8 @@ def plot_diagnostics(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
 
     panels = [
         ("reward per SID level", levels("reward_step") + ["reward"]),
-        ("valid reward per level", levels("eval_reward_step")),
-        ("valid NDCG / Recall@B (beam search)", ["eval_ndcg", "eval_recall"]),
+        ("valid reward per level (points: each evaluation)", levels("eval_reward_step")),
+        ("valid NDCG / Recall@B, beam search (points)", ["eval_ndcg", "eval_recall"]),
         ("advantage std per step", levels("adv_std_step")),
         ("zero-variance groups per step", levels("zero_var_step")),
         ("KL to reference (k3)", ["kl"]),
@@ -166,7 +166,10 @@ def plot_diagnostics(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
             pts = [(x, y) for x, y in zip(steps, ys) if not math.isnan(y)]
             if pts:
                 xs, vs = zip(*pts)
-                ax.plot(xs, vs, marker="." if len(pts) < 30 else None, label=name)
+                if name.startswith("eval_"):  # measured every eval_every steps: points only
+                    ax.plot(xs, vs, linestyle="none", marker="o", markersize=4, label=name)
+                else:
+                    ax.plot(xs, vs, marker="." if len(pts) < 30 else None, label=name)
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("RL step", fontsize=8)
         ax.tick_params(labelsize=7)

@@ -21,6 +21,7 @@ def plot_sid_catalog(table_codes: np.ndarray, history: list[dict[str, Any]], cod
                 ax_loss.plot(epochs, [h[key] for h in history], label=key)
         ax_loss.set_yscale("log")
         ax_loss.set_xlabel("epoch")
+        ax_loss.set_ylabel("loss per item (log scale)")
         ax_loss.set_title("RQ-VAE training")
         ax_loss.legend()
     else:
