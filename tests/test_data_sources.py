@@ -37,7 +37,7 @@ def test_the_category_guess_matches_only_its_release_s_file_names(tmp_path: Path
                                          r"ingest.source.format: amazon2023"):
         open_source(SourceConfig(format="amazon2018", path=str(tmp_path)))
     (tmp_path / "meta_Tools.json.gz").write_bytes(b"")
-    from sapo_pipeline.data.sources import _detect_category
+    from sapo_pipeline.data.readers._amazon import _detect_category
 
     assert _detect_category(tmp_path, "amazon2018") == "Tools"
     assert _detect_category(tmp_path, "amazon2023") == "Office_Products"

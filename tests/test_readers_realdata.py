@@ -97,3 +97,24 @@ def test_lcrec_games_with_titles():
     assert src.items.height == 16859 and src.items["title"].null_count() == 0
     assert src.reviews.height == 452989
     assert any("14 ambiguous_pair rows (7 pairs)" in n for n in src.notes)
+
+
+@pytest.mark.parametrize(("env", "rel", "n_users", "n_items"), [
+    ("office", "amazon/Office_Products", 3231, 3459),
+    ("industrial", "amazon/Industrial_and_Scientific", 3285, 3686),
+    ("scientific", "unisrec_cowpirec/Scientific", 8442, 4385),
+])
+def test_each_env_s_source_section_finds_its_files_through_the_reader_registry(
+        env, rel, n_users, n_items):
+    """What `kedro run --env <env> --params ingest.source.path=...` reads: the env's own source
+    section, its paths resolved by the reader's registration (open_source)."""
+    import yaml
+
+    from sapo_pipeline.data.config import SourceConfig
+    from sapo_pipeline.data.sources import open_source
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / env / "parameters_ingest.yml"
+    section = yaml.safe_load(conf.read_text())["ingest"]["source"]
+    src = open_source(SourceConfig(**{**section, "path": str(need(rel))}))
+    assert src.rejects.height == 0
+    assert src.reviews["user_id"].n_unique() == n_users and src.items.height == n_items

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-SOURCE_FORMATS = ("synthetic", "amazon2023", "amazon2018", "minionerec", "unisrec", "lcrec")
+
+def source_formats() -> tuple[str, ...]:
+    """``synthetic`` and every format a reader module registers (sapo_pipeline.data.readers)."""
+    from sapo_pipeline.data.readers import READERS
+
+    return ("synthetic", *sorted(READERS))
+
 SPLIT_METHODS = ("chronological", "leave_one_out")
 
 
@@ -132,8 +138,10 @@ class SourceConfig:
 
     format: str = field(
         default="synthetic",
-        metadata={"help": f"Reader to use, one of {SOURCE_FORMATS}. 'synthetic' generates "
-                          "Amazon-2023-format files with the seeded generator, then reads them."},
+        metadata={"help": "Reader to use: a format registered in sapo_pipeline.data.readers "
+                          "(amazon2023, amazon2018, minionerec, unisrec, lcrec) or 'synthetic', "
+                          "which generates Amazon-2023-format files with the seeded generator, "
+                          "then reads them."},
     )
     path: str = field(
         default="data/01_raw/synthetic",
@@ -151,8 +159,8 @@ class SourceConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.format not in SOURCE_FORMATS:
-            raise ValueError(f"format {self.format!r} unknown; use one of {SOURCE_FORMATS}")
+        if self.format not in (formats := source_formats()):
+            raise ValueError(f"format {self.format!r} unknown; use one of {formats}")
 
 
 @dataclass

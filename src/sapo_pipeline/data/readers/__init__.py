@@ -1,6 +1,8 @@
 """Readers: one per source format, each returning a :class:`~sapo_pipeline.data.schema.RawSource`.
 
-``read_source(fmt, **options)`` dispatches on the format name:
+``read_source(fmt, **options)`` dispatches on the format name; each reader module registers its
+format with ``@register(name, resolve)`` (:mod:`.registry`: how its files are found under
+``ingest.source.path``), so adding a reader is one module plus its tests:
 
 =============  ================================================================
 ``amazon2023``  ``read_amazon2023(reviews_path, meta_path)``
@@ -13,29 +15,28 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable
+import pkgutil
 
-from sapo_pipeline.data.readers.amazon2018 import read_amazon2018
-from sapo_pipeline.data.readers.amazon2023 import read_amazon2023
-from sapo_pipeline.data.readers.lcrec import read_lcrec
-from sapo_pipeline.data.readers.minionerec import read_minionerec
-from sapo_pipeline.data.readers.recbole import read_unisrec
+from sapo_pipeline.data.readers.registry import READERS, Reader, register
 from sapo_pipeline.data.schema import RawSource
 
-READERS: dict[str, Callable[..., RawSource]] = {
-    "amazon2023": read_amazon2023,
-    "amazon2018": read_amazon2018,
-    "minionerec": read_minionerec,
-    "unisrec": read_unisrec,
-    "lcrec": read_lcrec,
-}
+# every module of the package is imported: its @register lines are the registry
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from sapo_pipeline.data.readers.amazon2018 import read_amazon2018  # noqa: E402
+from sapo_pipeline.data.readers.amazon2023 import read_amazon2023  # noqa: E402
+from sapo_pipeline.data.readers.lcrec import read_lcrec  # noqa: E402
+from sapo_pipeline.data.readers.minionerec import read_minionerec  # noqa: E402
+from sapo_pipeline.data.readers.recbole import read_unisrec  # noqa: E402
 
 
 def read_source(fmt: str, **options: object) -> RawSource:
     """Read a source with the reader registered for ``fmt``; unknown formats raise ValueError."""
     try:
-        reader = READERS[fmt]
+        reader = READERS[fmt].read
     except KeyError:
         raise ValueError(
             f"unknown source format {fmt!r}; known formats: {sorted(READERS)}"
@@ -51,6 +52,8 @@ def read_source(fmt: str, **options: object) -> RawSource:
 
 __all__ = [
     "READERS",
+    "Reader",
+    "register",
     "read_amazon2018",
     "read_amazon2023",
     "read_lcrec",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -16,6 +18,7 @@ from sapo_pipeline.data.readers._common import (
     split_duplicates,
 )
 from sapo_pipeline.data.readers.jsonl import FieldSpec, read_jsonl
+from sapo_pipeline.data.readers.registry import Resolve
 from sapo_pipeline.data.schema import RawSource
 
 
@@ -73,6 +76,54 @@ def _date(seconds: float) -> str:
         return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d")
     except (OverflowError, OSError, ValueError):
         return "out of range"
+
+
+#: File name patterns per Amazon release: (reviews, meta), tried plain then gzipped.
+AMAZON_FILES = {
+    "amazon2023": ("{cat}.jsonl", "meta_{cat}.jsonl"),
+    "amazon2018": ("{cat}.json", "meta_{cat}.json"),
+}
+
+
+def _find(root: Path, name: str) -> Path:
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"expected {root / name} (or {name}.gz): not found")
+
+
+def _categories(root: Path, fmt: str) -> list[str]:
+    """Categories of ``fmt``'s meta files in ``root`` (``meta_<cat>.json[l][.gz]``, exactly)."""
+    prefix, suffix = AMAZON_FILES[fmt][1].split("{cat}")
+    names = {p.name.removesuffix(".gz") for p in root.iterdir() if p.is_file()}
+    return sorted(n[len(prefix): len(n) - len(suffix)] for n in names
+                  if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix + suffix))
+
+
+def _detect_category(root: Path, fmt: str) -> str:
+    found = _categories(root, fmt)
+    if len(found) == 1:
+        return found[0]
+    pattern = AMAZON_FILES[fmt][1].replace("{cat}", "*")
+    hint = ""
+    for other in AMAZON_FILES:
+        if other != fmt and not found and (theirs := _categories(root, other)):
+            hint = (f"; the folder holds {other} files ({AMAZON_FILES[other][1].format(cat=theirs[0])}"
+                    f"): set ingest.source.format: {other}")
+    raise InputError(f"{root}: set ingest.source.category; expected exactly one {pattern} file, "
+                     f"found {found}{hint}")
+
+
+def amazon_files(release: str) -> Resolve:
+    """Resolve: ``<cat>.json[l][.gz]`` and ``meta_<cat>.json[l][.gz]`` of ``release`` in the
+    folder; the category is the configured one, else the only one the folder holds."""
+
+    def resolve(root: Path, options: Mapping[str, Any], category: str | None) -> dict[str, Any]:
+        cat = category or _detect_category(root, release)
+        reviews, meta = (p.format(cat=cat) for p in AMAZON_FILES[release])
+        return {"reviews_path": _find(root, reviews), "meta_path": _find(root, meta), **options}
+
+    return resolve
 
 
 def read_amazon_pair(

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from sapo_pipeline.data.readers._amazon import read_amazon_pair
+from sapo_pipeline.data.readers._amazon import amazon_files, read_amazon_pair
 from sapo_pipeline.data.readers.jsonl import FieldSpec
+from sapo_pipeline.data.readers.registry import register
 from sapo_pipeline.data.schema import RawSource
 
 _STR_LIST = pl.List(pl.Utf8)
@@ -36,6 +37,7 @@ META_SPECS = [
 ]
 
 
+@register("amazon2018", amazon_files("amazon2018"))
 def read_amazon2018(reviews_path: str | Path, meta_path: str | Path) -> RawSource:
     """Read ``<Category>.json[.gz]`` and ``meta_<Category>.json[.gz]`` (Amazon 2018)."""
     return read_amazon_pair(

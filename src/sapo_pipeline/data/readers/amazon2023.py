@@ -20,8 +20,9 @@ from pathlib import Path
 
 import polars as pl
 
-from sapo_pipeline.data.readers._amazon import read_amazon_pair
+from sapo_pipeline.data.readers._amazon import amazon_files, read_amazon_pair
 from sapo_pipeline.data.readers.jsonl import FieldSpec
+from sapo_pipeline.data.readers.registry import register
 from sapo_pipeline.data.schema import RawSource
 
 _STR_LIST = pl.List(pl.Utf8)
@@ -44,6 +45,7 @@ META_SPECS = [
 ]
 
 
+@register("amazon2023", amazon_files("amazon2023"))
 def read_amazon2023(reviews_path: str | Path, meta_path: str | Path) -> RawSource:
     """Read ``<Category>.jsonl[.gz]`` and ``meta_<Category>.jsonl[.gz]`` (Amazon Reviews 2023)."""
     return read_amazon_pair(

@@ -34,6 +34,7 @@ from sapo_pipeline.data.readers._common import (
     require_file,
 )
 from sapo_pipeline.data.readers._tsv import TsvFile, read_id_map, read_tsv
+from sapo_pipeline.data.readers.registry import in_folder, register
 from sapo_pipeline.data.schema import ITEM_SCHEMA, REVIEW_SCHEMA, RawSource
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,7 @@ def _read_inter(
     return pl.DataFrame(out, schema=REVIEW_SCHEMA), rejects, len(data)
 
 
+@register("lcrec", in_folder("dir"))
 def read_lcrec(
     dir: str | Path, name: str = "Games", titles_tsv: str | Path | None = None
 ) -> RawSource:

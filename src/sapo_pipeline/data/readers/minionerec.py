@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -49,6 +51,7 @@ from sapo_pipeline.data.readers._common import (
 )
 from sapo_pipeline.data.readers._split_csv import SplitFile, SplitRow, read_split_csv
 from sapo_pipeline.data.readers._split_items import Catalog, read_info_txt, read_item_json
+from sapo_pipeline.data.readers.registry import register
 from sapo_pipeline.data.schema import ITEM_SCHEMA, REVIEW_SCHEMA, SAMPLE_SCHEMA, RawSource
 
 logger = logging.getLogger(__name__)
@@ -203,6 +206,16 @@ def _reviews(rows: list[tuple[str, SplitRow, str]], asin_of) -> pl.DataFrame:
     return pl.DataFrame(out, schema=REVIEW_SCHEMA)
 
 
+def _resolve(root: Path, options: Mapping[str, Any], category: str | None) -> dict[str, Any]:
+    """``split_dir`` (default: the folder) and ``timestamps_dir`` are relative to the folder."""
+    options = dict(options)
+    timestamps = options.pop("timestamps_dir", None)
+    return {"split_dir": root / options.pop("split_dir", "."),
+            "timestamps_dir": root / timestamps if timestamps else None,
+            "category": category, **options}
+
+
+@register("minionerec", _resolve)
 def read_minionerec(
     split_dir: str | Path,
     item_file: str | Path | None = None,

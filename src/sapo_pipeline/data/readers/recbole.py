@@ -38,6 +38,7 @@ from sapo_pipeline.data.readers._common import (
 )
 from sapo_pipeline.data.readers._tsv import TsvFile, read_id_map, read_tsv
 from sapo_pipeline.data.readers._unisrec_text import detect_root, parse_text
+from sapo_pipeline.data.readers.registry import in_folder, register
 from sapo_pipeline.data.schema import ITEM_SCHEMA, REVIEW_SCHEMA, RawSource
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def _items(text: TsvFile, item_map: dict[int, str]) -> tuple[pl.DataFrame, int]:
     return pl.DataFrame(records, schema=ITEM_SCHEMA), unsure
 
 
+@register("unisrec", in_folder("dir"))
 def read_unisrec(dir: str | Path, name: str = "Scientific") -> RawSource:
     """Read a UniSRec/RecBole dataset directory into a RawSource (order only, no timestamps)."""
     root = require_dir(dir, f"UniSRec/RecBole dataset directory for {name!r}")
