@@ -44,3 +44,32 @@ def test_every_node_is_named(catalog_and_pipelines):
     for name, pipe in registered.items():
         for node in pipe.nodes:
             assert node._name, f"pipeline {name}: unnamed node {node}"
+
+
+def test_raw_source_and_ledgers_round_trip_whole(tmp_path):
+    import polars as pl
+
+    from sapo_pipeline.data.accounting import Ledger
+    from sapo_pipeline.data.schema import ITEM_SCHEMA, REJECT_SCHEMA, REVIEW_SCHEMA, RawSource
+    from sapo_pipeline.datasets import LedgersDataset, RawSourceDataset
+
+    reviews = pl.DataFrame({"user_id": ["u"], "asin": ["a"], "timestamp": [5], "rating": [4.0],
+                            "seq": [1], "file": ["r.jsonl"], "line": [1]}, schema=REVIEW_SCHEMA)
+    items = pl.DataFrame({"asin": ["a"], "title": ["A"], "brand": [None], "categories": [["c"]],
+                          "description": [None], "source_item_id": [None]}, schema=ITEM_SCHEMA)
+    rejects = pl.DataFrame([("r.jsonl", 2, None, "malformed_json", "x")], schema=REJECT_SCHEMA,
+                           orient="row")
+    raw = RawSource(reviews=reviews, items=items, rejects=rejects, lines_read={"r.jsonl": 2},
+                    notes=["n"], line_files={"reviews": ["r.jsonl"], "items": ["m.jsonl"]})
+    ds = RawSourceDataset(filepath=str(tmp_path / "raw_source"))
+    assert not ds.exists()
+    ds.save(raw)
+    back = ds.load()
+    assert back.reviews.equals(raw.reviews) and back.items.equals(raw.items)
+    assert back.rejects.equals(raw.rejects) and back.published_samples is None
+    assert (back.lines_read, back.notes, back.line_files) == (raw.lines_read, raw.notes,
+                                                              raw.line_files)
+    ledger = Ledger("dedupe_reviews", 3, kept=2, rejected={"duplicate_review": 1})
+    ledgers = LedgersDataset(filepath=str(tmp_path / "ledgers.json"))
+    ledgers.save([ledger])
+    assert ledgers.load() == [ledger]

@@ -61,3 +61,8 @@ class Ledger:
         out = asdict(self)
         out["identity_holds"] = self.balance == 0
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Ledger:
+        """Inverse of :meth:`to_dict` (the stored identity flag is recomputed, not trusted)."""
+        return cls(**{k: v for k, v in data.items() if k != "identity_holds"})

@@ -100,6 +100,9 @@ class RawSource:
     published_samples: pl.DataFrame | None = None
     has_timestamps: bool = True
     notes: list[str] = field(default_factory=list)
+    #: Files where one line is one review / one item (the Amazon dumps): ``{"reviews": [...],
+    #: "items": [...]}``, for the end-to-end totals of the ingest report; None otherwise.
+    line_files: dict[str, list[str]] | None = None
 
     def __post_init__(self) -> None:
         self.reviews = conform(self.reviews, REVIEW_SCHEMA, "reviews")

@@ -18,6 +18,8 @@ _WHERE = {
     "SafetensorsDataset": "tensors",
     "HFCheckpointDataset": "checkpoint",
     "HFTokenizerDataset": "checkpoint",
+    "RawSourceDataset": "ingest",
+    "LedgersDataset": "ingest",
 }
 
 __all__ = sorted(_WHERE)

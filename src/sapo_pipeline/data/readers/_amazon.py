@@ -205,4 +205,5 @@ def read_amazon_pair(
         lines_read={r_name: rev.lines_read, m_name: meta.lines_read},
         has_timestamps=True,
         notes=notes,
+        line_files={"reviews": [r_name], "items": [m_name]},
     )

@@ -12,7 +12,7 @@ from sapo_pipeline.config_utils import to_dict
 from sapo_pipeline.data.accounting import Ledger
 from sapo_pipeline.data.generator import generate_if_needed
 from sapo_pipeline.data.ingest import build_samples, clean_source, ingest_report
-from sapo_pipeline.data.schema import SAMPLE_SCHEMA, RawSource, empty
+from sapo_pipeline.data.schema import RawSource
 from sapo_pipeline.data.sources import inventory, open_source
 from sapo_pipeline.parameters import load_section
 
@@ -31,8 +31,8 @@ def prepare_raw_source(params: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def read_raw_source(raw_manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Parse the raw files into the canonical tables; bad rows go to ``read_rejects``."""
+def read_raw_source(raw_manifest: dict[str, Any], params: dict[str, Any]) -> RawSource:
+    """Parse the raw files into the canonical tables; bad rows go to its ``rejects``."""
     cfg = load_section("ingest", params)
     category = cfg.generator.category if cfg.source.format == "synthetic" else None
     raw = open_source(cfg.source, category=category)
@@ -40,67 +40,26 @@ def read_raw_source(raw_manifest: dict[str, Any], params: dict[str, Any]) -> dic
         "read %d reviews, %d items, %d rejected rows from %s",
         raw.reviews.height, raw.items.height, raw.rejects.height, raw_manifest["root"],
     )
-    published = raw.published_samples if raw.published_samples is not None else empty(SAMPLE_SCHEMA)
-    return {
-        "parsed_reviews": raw.reviews,
-        "parsed_items": raw.items,
-        "published_samples": published,
-        "read_rejects": raw.rejects,
-        "read_summary": {
-            "lines_read": raw.lines_read,
-            "has_timestamps": raw.has_timestamps,
-            "pre_split": raw.published_samples is not None,
-            "notes": raw.notes,
-            "line_files": _line_files(cfg.source.format, raw),
-        },
-    }
+    return raw
 
 
-def _line_files(fmt: str, raw: RawSource) -> dict[str, list[str]] | None:
-    """Files where one line is one review / one item (the Amazon dumps), for end-to-end totals."""
-    if fmt not in ("synthetic", "amazon2023", "amazon2018"):
-        return None
-    reviews = sorted(raw.reviews["file"].unique().to_list())
-    return {"reviews": reviews, "items": sorted(set(raw.lines_read) - set(reviews))}
-
-
-def clean_interactions(
-    parsed_reviews: pl.DataFrame,
-    parsed_items: pl.DataFrame,
-    published_samples: pl.DataFrame,
-    read_rejects: pl.DataFrame,
-    read_summary: dict[str, Any],
-    params: dict[str, Any],
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[dict]]:
+def clean_interactions(raw_source: RawSource, params: dict[str, Any]
+                       ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[Ledger]]:
     """Dedupe, filter (title, time window, k-core) and index the catalog."""
-    cfg = load_section("ingest", params)
-    raw = RawSource(
-        reviews=parsed_reviews,
-        items=parsed_items,
-        rejects=read_rejects,
-        published_samples=published_samples if read_summary["pre_split"] else None,
-        has_timestamps=read_summary["has_timestamps"],
-    )
-    result = clean_source(raw, cfg)
-    return result.items, result.interactions, result.rejects, [x.to_dict() for x in result.ledgers]
+    result = clean_source(raw_source, load_section("ingest", params))
+    return result.items, result.interactions, result.rejects, list(result.ledgers)
 
 
-def make_split_samples(
-    interactions: pl.DataFrame,
-    items: pl.DataFrame,
-    published_samples: pl.DataFrame,
-    read_summary: dict[str, Any],
-    params: dict[str, Any],
-) -> pl.DataFrame:
+def make_split_samples(interactions: pl.DataFrame, items: pl.DataFrame, raw_source: RawSource,
+                       params: dict[str, Any]) -> pl.DataFrame:
     """Sliding-window (history -> next) samples with their train/valid/test split."""
     cfg = load_section("ingest", params)
-    published = published_samples if read_summary["pre_split"] else None
-    return build_samples(interactions, items, published, cfg.split)
+    return build_samples(interactions, items, raw_source.published_samples, cfg.split)
 
 
 def report_ingest(
-    read_summary: dict[str, Any],
-    clean_ledgers: list[dict],
+    raw_source: RawSource,
+    clean_ledgers: list[Ledger],
     ingest_rejects: pl.DataFrame,
     items: pl.DataFrame,
     interactions: pl.DataFrame,
@@ -109,19 +68,18 @@ def report_ingest(
 ) -> dict[str, Any]:
     """Everything counted: lines read, kept, filtered by rule, rejected by reason, splits."""
     cfg = load_section("ingest", params)
-    ledgers = [Ledger(**{k: v for k, v in d.items() if k != "identity_holds"}) for d in clean_ledgers]
     report = ingest_report(
-        lines_read=read_summary["lines_read"],
-        ledgers=ledgers,
+        lines_read=raw_source.lines_read,
+        ledgers=clean_ledgers,
         rejects=ingest_rejects,
         items=items,
         interactions=interactions,
         samples=samples,
         source=to_dict(cfg.source),
-        notes=read_summary["notes"],
-        published=cfg.split.train_cutoff if read_summary["pre_split"] else None,
+        notes=raw_source.notes,
+        published=cfg.split.train_cutoff if raw_source.published_samples is not None else None,
         split_method=cfg.split.method,
-        line_files=read_summary.get("line_files"),
+        line_files=raw_source.line_files,
     )
     log.info("ingest: %s samples %s", report["catalog"], report["samples"]["per_split"])
     return report
