@@ -156,3 +156,25 @@ def test_every_catalog_output_of_a_stage_is_one_of_its_dvc_outs_and_nothing_else
                 empty = [d for d in declared - DVC_ONLY_OUTS
                          if not any(w == d or w.startswith(f"{d}/") for w in written)]
                 assert not empty, f"{where}: dvc.yaml outs no dataset writes: {sorted(empty)}"
+
+
+@pytest.mark.slow
+def test_a_kedro_run_recorded_with_dvc_commit_is_what_dvc_repro_would_build(tmp_path: Path):
+    """`make run`-style: `kedro run` first, then `dvc commit` records its outputs in dvc.lock;
+    `dvc status` is then clean and `dvc repro` reruns nothing (README, Running)."""
+    from kedro_helpers import kedro
+
+    project = make_project(tmp_path / "p")
+    shutil.rmtree(project / "src")
+    shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", project / "dvc.yaml")
+    shutil.copy(REPO / ".gitignore", project / ".gitignore")
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    dvc(project, "init", "-q")
+    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke")
+    before = dvc(project, "status")
+    assert "changed outs" in before or "deleted" in before or "modified" in before  # no dvc.lock
+    dvc(project, "commit", "-f")
+    assert "Data and pipelines are up to date" in dvc(project, "status")
+    again = dvc(project, "repro")
+    assert "Running stage" not in again and "Data and pipelines are up to date" in again
