@@ -5,12 +5,11 @@ documented way to change a project's commands). ``run`` is Kedro's own run comma
 options, the same session -- except that a wrong parameter (:class:`ConfigError`) or bad input
 (:class:`InputError`, a missing file or folder) ends in one message saying what, where and what
 was expected, and exit status 2, instead of a traceback of a few hundred lines. ``--verbose``
-(``-v``) keeps the traceback; the log file has it either way.
+(``-v``) keeps the traceback.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import click
@@ -52,5 +51,4 @@ def run(verbose: bool, **kwargs: Any) -> Any:
     except USER_ERRORS as exc:
         if verbose:
             raise
-        logging.getLogger(__name__).debug("user error", exc_info=True)
         raise UserError(explain(exc)) from exc
