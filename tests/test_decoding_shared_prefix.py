@@ -7,6 +7,7 @@ import torch
 from decoding_fixtures import CloseBias, setup
 
 from sapo_pipeline.decoding import KVSession, beam_sample, beam_search
+from sapo_pipeline.decoding.qwen2_step import Qwen2Step
 from sapo_pipeline.decoding.shared_prefix import (
     ATTENTION_NAME,
     SharedPrefixLayer,
@@ -17,7 +18,7 @@ from sapo_pipeline.model.backbone import BackboneConfig, build_model
 
 def _models():
     s = setup()
-    mha = s.model
+    mha = s.model.eval()  # a wrapper's .train() in an earlier test reaches it
     gqa = build_model(BackboneConfig(preset="tiny", num_attention_heads=4, num_key_value_heads=2),
                       s.tokenizer, seed=1).eval()
     eager = build_model(BackboneConfig(preset="tiny", attn_implementation="eager"), s.tokenizer,
@@ -34,6 +35,7 @@ def test_logits_equal_copied_rows_through_expansion_holes_and_compaction(kind: s
     shared = KVSession(model, prompts, s.vocab.pad_id, reserve=4, share_prefix=True)
     plain = KVSession(model, prompts, s.vocab.pad_id, reserve=4, share_prefix=False)
     assert shared.shared and not plain.shared
+    assert shared.fast is not None and plain.fast is None  # the written-out Qwen2 step
     assert isinstance(shared.cache.layers[0], SharedPrefixLayer)
     gen = torch.Generator().manual_seed(0)
     # expand unevenly (prompt 0 x3, prompt 1 x1, prompt 3 x2: prompt 2 dropped), then step with
@@ -115,3 +117,46 @@ def test_layer_slots_group_rows_by_prompt() -> None:
     assert layer.get_seq_length() == 5
     with pytest.raises(NotImplementedError):
         layer.crop(-1)
+
+
+@pytest.mark.parametrize("written", [True, False])
+def test_tokens_decoded_before_expansion_join_the_prefix(written: bool, monkeypatch) -> None:
+    """Steps while each prompt has one row (with holes), then expansion to beams: the decoded
+    tokens move into the shared prefix and the logits stay those of copied rows."""
+    monkeypatch.setattr(KVSession, "written_step", written)
+    s, models = _models()
+    model = models["gqa"]
+    prompts = s.prompts[:3]
+    shared = KVSession(model, prompts, s.vocab.pad_id, reserve=8, share_prefix=True)
+    plain = KVSession(model, prompts, s.vocab.pad_id, reserve=8, share_prefix=False)
+    gen = torch.Generator().manual_seed(1)
+    lp = shared.cache.layers[0].prefix_length
+    for step, sel in enumerate([None, None, None, torch.tensor([0, 0, 1, 1, 2, 2]), None,
+                                torch.tensor([5, 4, 0, 1, 2, 3]), None]):
+        if sel is not None:
+            shared.select(sel)
+            plain.select(sel)
+            continue
+        n = len(shared)
+        tok = torch.randint(5, len(s.tokenizer), (n,), generator=gen)
+        real = torch.tensor([True, step != 1, True] * (n // 3))
+        torch.testing.assert_close(shared.step(tok, real=real), plain.step(tok, real=real),
+                                   atol=2e-5, rtol=1e-5)
+    layer = shared.cache.layers[0]
+    assert layer.prefix_length == lp + 3  # the three pre-expansion steps, holes included
+    assert layer.suffix_k.shape[-2] == 2  # one step after each of the two selections
+
+
+def test_written_step_only_for_plain_eval_qwen2_models() -> None:
+    s = setup()
+    model = build_model(BackboneConfig(preset="tiny"), s.tokenizer, seed=0).eval()
+    assert Qwen2Step.for_model(model) is not None
+    assert Qwen2Step.for_model(model.train()) is None  # dropout etc.: the model's own forward
+    model.eval()
+    handle = model.model.layers[0].mlp.register_forward_hook(lambda *a: None)
+    assert Qwen2Step.for_model(model) is None  # hooks (adapters, probes) must run
+    handle.remove()
+    model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)  # Accelerate
+    assert Qwen2Step.for_model(model) is None
+    assert Qwen2Step.for_model(object()) is None
+    assert Qwen2Step.for_model(torch.nn.Linear(2, 2)) is None

@@ -1,9 +1,11 @@
 """Benchmark row (e): step-wise beam search, the reasoning models' evaluation decoder.
 
 Ours (``decoding.beam_search(reasoning=True)``: prompts' keys / values shared by their beams,
+the level-1 block folded into them, the decoding step written out over the model's weights,
 32 prompts per batch) vs the decoder before the shared-prefix cache ("today": one cache copy per
 beam, evaluate's former batch of 8 prompts; the same code with ``KVSession.share_prefix`` off)
-vs ``generate`` driven level by level (``hf_side.hf_stepwise_beam``). The top-B sets must agree.
+vs ours stepping through the transformers module forward (``KVSession.written_step`` off) vs
+``generate`` driven level by level (``hf_side.hf_stepwise_beam``). The top-B sets must agree.
 The floor is set by arithmetic: 2 x parameters x decoded tokens per prompt (every beam's
 response, the level-0 block shared by all beams counted once) at the fp32 matmul throughput
 measured here at the decoder's shapes; it leaves out the reads of the KV cache.
@@ -87,11 +89,22 @@ def bench_stepwise(model: Any, prompts: list, trie: Any, vocab: Any, args: Any) 
         finally:
             KVSession.share_prefix = True
 
+    def module_forward() -> list:
+        KVSession.written_step = False
+        try:
+            return ours()
+        finally:
+            KVSession.written_step = True
+
     n = len(prompts)
     res, mine, before = compare("stepwise_vs_today", ours, today, args.repeats, n)
+    mod, _, via_modules = compare("stepwise_vs_module_forward", ours, module_forward,
+                                  args.repeats, n)
     hf, _, theirs = compare("stepwise_vs_generate", ours, lambda: hf_stepwise_beam(
         model, prompts, vocab, trie, b, cap, args.batch), max(1, args.repeats - 2), n)
     sets_today = sum({h.codes for h in x} == {h.codes for h in y} for x, y in zip(mine, before))
+    sets_mod = sum({h.codes for h in x} == {h.codes for h in y}
+                   for x, y in zip(mine, via_modules))
     sets_hf = sum({h.codes for h in x} == set(y) for x, y in zip(mine, theirs))
     params = sum(t.numel() for t in model.parameters())
     cfg = model.config
@@ -105,14 +118,17 @@ def bench_stepwise(model: Any, prompts: list, trie: Any, vocab: Any, args: Any) 
             "today_batch": args.today_batch,
             "ours_ms_per_prompt": ms, "today_ms_per_prompt": res["theirs_ms_per_prompt"],
             "speedup_vs_today": res["ratio"],
+            "module_forward_ms_per_prompt": mod["theirs_ms_per_prompt"],
+            "speedup_vs_module_forward": mod["ratio"],
             "generate_ms_per_prompt": hf["theirs_ms_per_prompt"],
             "speedup_vs_generate": round(hf["theirs_ms_per_prompt"] / hf["ours_ms_per_prompt"], 2),
             "top_b_sets_agree_today": f"{sets_today}/{n}",
+            "top_b_sets_agree_module_forward": f"{sets_mod}/{n}",
             "top_b_sets_agree_generate": f"{sets_hf}/{n}",
             "floor": {"parameters": params, "decoded_tokens_per_prompt": round(tokens, 1),
                       "matmul_gflops": round(gflops, 1), "ms_per_prompt": round(floor_ms, 2),
                       "ours_over_floor": round(ms / floor_ms, 2)},
-            "runs": {"vs_today": res, "vs_generate": hf}}
+            "runs": {"vs_today": res, "vs_module_forward": mod, "vs_generate": hf}}
 
 
 def project_world(checkpoint: str, data: Path, n: int, cap: int) -> dict[str, Any]:

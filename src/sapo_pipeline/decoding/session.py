@@ -12,10 +12,14 @@ The cache is, when the model's layers allow it, a :mod:`~.shared_prefix` cache (
 keys / values stored once, however many rows each prompt is selected into; each row's decoded
 tokens in a growing buffer) or a ``DynamicCache`` of :class:`GrowingLayer` (room for ``reserve``
 more tokens per row, written in place). Rows need not move in lock-step: a row fed with
-``real=False`` gets a pad token whose attention
-mask entry is 0 and whose position id is not consumed (a hole in the cache that no later token
-attends to). Position ids are the count of real tokens before a token, exactly as in a plain
-right-padded forward pass over the finished sequence, so log-probs recomputed that way match.
+``real=False`` gets a pad token whose attention mask entry is 0 and whose position id is not
+consumed (a hole in the cache that no later token attends to); it keeps its logits. Position ids
+are the count of real tokens before a token, exactly as in a plain right-padded forward pass
+over the finished sequence, so log-probs recomputed that way match.
+
+On a shared-prefix cache and a plain Qwen2 model, steps run through
+:class:`~.qwen2_step.Qwen2Step` (the step written out over the model's weights, computing only
+the rows fed a real token) instead of the transformers forward (``KVSession.written_step``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from sapo_pipeline.decoding.qwen2_step import Qwen2Step
 from sapo_pipeline.decoding.shared_prefix import (
     layer_cache,
     shared_prefix_attention_for,
@@ -133,6 +138,7 @@ class KVSession:
     """
 
     share_prefix = True
+    written_step = True  # steps through :class:`~.qwen2_step.Qwen2Step` where it applies
 
     def __init__(self, model: Any, prompts: Sequence[Sequence[int]], pad_id: int,
                  reserve: int = 64, share_prefix: bool | None = None) -> None:
@@ -160,6 +166,9 @@ class KVSession:
         self.next_pos = mask.sum(-1)
         self.forwards = 1
         self.step_seconds = 0.0
+        self.fast: Qwen2Step | None = None
+        if self.shared and self.written_step:
+            self.fast = Qwen2Step.for_model(model)
 
     def __len__(self) -> int:
         return int(self.mask.shape[0])
@@ -180,7 +189,8 @@ class KVSession:
         self.logits = self.logits[idx.cpu()]
 
     def step(self, tokens: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
-        """Feed one token per row (``real=False`` rows get a masked hole); returns the logits."""
+        """Feed one token per row (``real=False`` rows get a masked hole and keep their logits);
+        returns the logits."""
         tokens = tokens.to(self.device)
         if real is None:
             col = torch.ones_like(self.next_pos)
@@ -191,13 +201,24 @@ class KVSession:
             ids = torch.where(real, tokens, self.pad_id)
         self.mask = torch.cat([self.mask, col[:, None]], dim=1)
         t0 = time.perf_counter()
-        with self._attention() as extra:
-            out = self.model(input_ids=ids[:, None], attention_mask=self.mask,
-                             position_ids=self.next_pos[:, None], cache=self.cache,
-                             use_cache=True, **extra)
+        if self.fast is not None and real is not None and not bool(real.all()):
+            rows = real.nonzero().flatten()
+            logits = self.logits.clone()  # rows fed a hole keep their logits
+            logits[rows.cpu()] = self.fast(ids, self.next_pos, self.mask, self.cache.layers,
+                                           rows).float().cpu()
+        elif self.fast is not None:
+            logits = self.fast(ids, self.next_pos, self.mask, self.cache.layers)
+        else:
+            with self._attention() as extra:
+                out = self.model(input_ids=ids[:, None], attention_mask=self.mask,
+                                 position_ids=self.next_pos[:, None], cache=self.cache,
+                                 use_cache=True, **extra)
+            self.cache = out.cache
+            logits = out.logits[:, -1].float().cpu()
+            if real is not None:  # rows fed a hole keep their logits
+                logits = torch.where(real.cpu()[:, None], logits, self.logits)
         self.step_seconds += time.perf_counter() - t0
-        self.cache = out.cache
-        self.logits = out.logits[:, -1].float().cpu()
+        self.logits = logits.float().cpu()
         self.next_pos = self.next_pos + col
         self.forwards += 1
         return self.logits

@@ -101,6 +101,7 @@ class SharedPrefixLayer(DynamicLayer):
         if self.row_prompt is None:
             return
         indices = indices.to(self.row_prompt.device)
+        self._fold_if_one_row_per_prompt()
         self.row_prompt = self.row_prompt[indices]
         self._slots = None
         if self._kbuf is not None:
@@ -112,6 +113,22 @@ class SharedPrefixLayer(DynamicLayer):
                 kb[:, :, : self._len] = self._kbuf[indices, :, : self._len]
                 vb[:, :, : self._len] = self._vbuf[indices, :, : self._len]  # type: ignore[index]
             self._kbuf, self._vbuf = kb, vb
+
+    def _fold_if_one_row_per_prompt(self) -> None:
+        """While every prompt has exactly one row (in prompt order), the rows' decoded tokens
+        are still their prompt's alone: append them to the prefix, so that rows selected from
+        here on share them too (step-wise beam search: the level-1 thinking block, written
+        once per prompt, then read once per prompt by all its beams). The cache positions keep
+        their order -- prefix, then suffix -- so attention masks need no change."""
+        if not self._len or self.prefix_k is None or self._kbuf is None:
+            return
+        rp = self.row_prompt
+        if rp is None or len(rp) != self.prefix_k.shape[0] or not bool(
+                (rp == torch.arange(len(rp), device=rp.device)).all()):
+            return
+        self.prefix_k = torch.cat([self.prefix_k, self.suffix_k], dim=2)
+        self.prefix_v = torch.cat([self.prefix_v, self.suffix_v], dim=2)
+        self._len = 0
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.batch_select_indices(beam_idx)
@@ -130,24 +147,27 @@ class SharedPrefixLayer(DynamicLayer):
 
     # -- grouping rows by prompt -----------------------------------------------------------------
     def slots(self) -> tuple[torch.Tensor | None, int]:
-        """``(slot, width)``: row r sits at ``slot[r] = prompt * width + rank`` of a
-        ``[P, width]`` grid, ``width`` = most rows any prompt has; ``slot`` is None when the
-        rows are that grid already (every prompt has ``width`` consecutive rows: beams)."""
+        """:func:`prompt_slots` of the rows (cached until the rows change)."""
         if self._slots is None:
-            rp = self.row_prompt
-            assert rp is not None and self.prefix_k is not None
-            p = self.prefix_k.shape[0]
-            counts = torch.bincount(rp, minlength=p)
-            width = max(int(counts.max()), 1)
-            order = torch.argsort(rp, stable=True)
-            starts = torch.cumsum(counts, 0) - counts
-            rank = torch.empty_like(rp)
-            rank[order] = torch.arange(len(rp), device=rp.device) - starts[rp[order]]
-            slot = rp * width + rank
-            dense = len(rp) == p * width and bool(
-                (slot == torch.arange(len(rp), device=rp.device)).all())
-            self._slots = (None if dense else slot, width)
+            assert self.row_prompt is not None and self.prefix_k is not None
+            self._slots = prompt_slots(self.row_prompt, self.prefix_k.shape[0])
         return self._slots
+
+
+def prompt_slots(row_prompt: torch.Tensor, p: int) -> tuple[torch.Tensor | None, int]:
+    """``(slot, width)``: row r sits at ``slot[r] = prompt * width + rank`` of a ``[p, width]``
+    grid, ``width`` = most rows any prompt has; ``slot`` is None when the rows are that grid
+    already (every prompt has ``width`` consecutive rows: beams)."""
+    rp = row_prompt
+    counts = torch.bincount(rp, minlength=p)
+    width = max(int(counts.max()), 1)
+    order = torch.argsort(rp, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(rp)
+    rank[order] = torch.arange(len(rp), device=rp.device) - starts[rp[order]]
+    slot = rp * width + rank
+    dense = len(rp) == p * width and bool((slot == torch.arange(len(rp), device=rp.device)).all())
+    return (None if dense else slot, width)
 
 
 def _grouped(x: torch.Tensor, slot: torch.Tensor | None, p: int, width: int) -> torch.Tensor:
@@ -185,19 +205,34 @@ def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor,
         kwargs.pop(CACHE_KWARG, None)
         return sdpa_attention_forward(module, query, key, value, attention_mask,
                                       scaling=scaling, **kwargs)
+    out = attend_rows(layer, query, key, value, None if attention_mask is None
+                      else attention_mask[:, :, -1:, :], scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def attend_rows(layer: SharedPrefixLayer, query: torch.Tensor, key: torch.Tensor,
+                value: torch.Tensor, mask: torch.Tensor | None, scaling: float | None,
+                slots: tuple[torch.Tensor | None, int] | None = None) -> torch.Tensor:
+    """The shared-prefix attention itself: ``query`` ``[n, heads, 1, d]`` (one new token per
+    row), ``key`` / ``value`` the rows' suffixes ``[n, kvh, Ls, d]``, ``mask`` ``[n, 1, 1,
+    Lp + Ls]`` (bool: True = attend; float: added to the scores) or None. Returns ``[n, heads,
+    1, d]``. ``slots``: :func:`prompt_slots` of the rows when they are a subset of the cache's
+    (default: the cache's own rows)."""
     n, heads, _, d = query.shape
     pk, pv = layer.prefix_k, layer.prefix_v
+    assert pk is not None and pv is not None
     p, kvh, lp = pk.shape[0], pk.shape[1], pk.shape[2]
     rep = heads // kvh
     scale = scaling if scaling is not None else d ** -0.5
-    q = query.reshape(n, kvh, rep, d) * scale
-    slot, width = layer.slots()
+    q = query.reshape(n, kvh, rep, d)
+    if scale != 1.0:
+        q = q * scale
+    slot, width = layer.slots() if slots is None else slots
     s_pre = _ungrouped(torch.matmul(_grouped(q, slot, p, width), pk.transpose(-1, -2)), slot,
                        width, rep)  # [n, kvh, rep, Lp]
     s_suf = torch.matmul(q, key.transpose(-1, -2))  # [n, kvh, rep, Ls]
     scores = torch.cat([s_pre, s_suf], dim=-1)
-    if attention_mask is not None:
-        mask = attention_mask[:, :, -1:, :]  # [n, 1, 1, Lp + Ls]
+    if mask is not None:
         if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
         else:
@@ -205,7 +240,7 @@ def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor,
     probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
     out = _ungrouped(torch.matmul(_grouped(probs[..., :lp], slot, p, width), pv), slot, width, rep)
     out = out + torch.matmul(probs[..., lp:], value)  # [n, kvh, rep, d]
-    return out.reshape(n, heads, 1, d).transpose(1, 2).contiguous(), None
+    return out.reshape(n, heads, 1, d)
 
 
 AttentionInterface.register(ATTENTION_NAME, shared_prefix_attention)
