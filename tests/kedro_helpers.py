@@ -51,11 +51,20 @@ def kedro(project: Path, *args: str, timeout: int = 900, check: bool = True) -> 
     return proc
 
 
-def base_catalog_config() -> dict:
-    """Every entry of conf/base/catalog_*.yml merged (YAML anchors ``_name`` left out)."""
-    import yaml
+def resolved_config(kind: str, env: str | None = None,
+                    runtime_params: dict | None = None) -> dict:
+    """``parameters`` or ``catalog`` of conf/ as a run of ``env`` (None: base) sees it: merged
+    as settings.py merges it, templates (``${_run_root}`` etc.) resolved."""
+    from kedro.config import OmegaConfigLoader
 
-    merged: dict = {}
-    for path in sorted((REPO / "conf" / "base").glob("catalog*.yml")):
-        merged.update(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    return {name: entry for name, entry in merged.items() if not name.startswith("_")}
+    from sapo_pipeline.settings import CONFIG_LOADER_ARGS
+
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": "base"}
+    return OmegaConfigLoader(str(REPO / "conf"), env=env, runtime_params=runtime_params,
+                             **args)[kind]
+
+
+def base_catalog_config() -> dict:
+    """Every entry of conf/base/catalog_*.yml, resolved (keys starting with ``_`` left out)."""
+    return {name: entry for name, entry in resolved_config("catalog").items()
+            if not name.startswith("_")}

@@ -48,9 +48,9 @@ def test_dvc_stages_match_the_kedro_pipelines():
     for name, stage in stages.items():
         if "foreach" in stage:  # one DVC stage per namespace of a modular pipeline
             stage = stage["do"]
-            assert stage["cmd"] == f"kedro run --pipelines={name} --namespaces=${{item}}"
+            assert stage["cmd"] == f"kedro run --pipelines={name} --namespaces=${{item}} --params=run_root=data"
         else:
-            assert stage["cmd"] == f"kedro run --pipelines={name}"
+            assert stage["cmd"] == f"kedro run --pipelines={name} --params=run_root=data"
         params_file = next(iter(stage["params"][0]))
         assert params_file == f"conf/base/parameters_{name}.yml"
 
@@ -171,7 +171,8 @@ def test_a_kedro_run_recorded_with_dvc_commit_is_what_dvc_repro_would_build(tmp_
     shutil.copy(REPO / ".gitignore", project / ".gitignore")
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     dvc(project, "init", "-q")
-    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke")
+    # DVC's stages write under data/ whatever the env (dvc.yaml pins run_root); so must the run
+    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke", "--params", "run_root=data")
     before = dvc(project, "status")
     assert "changed outs" in before or "deleted" in before or "modified" in before  # no dvc.lock
     dvc(project, "commit", "-f")

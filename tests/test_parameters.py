@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sapo_pipeline.baselines.registry import baseline_config_from_dict
 from sapo_pipeline.config_utils import ConfigError, from_dict
@@ -16,16 +15,15 @@ from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
 from sapo_pipeline.parameters import SECTIONS, load_section, validate_parameters
 from sapo_pipeline.rl.methods import rl_config_from_dict, rl_sections
 
+from kedro_helpers import resolved_config
+
 REPO = Path(__file__).resolve().parents[1]
 #: Fields that a namespace must set itself (every RL run has its own resume directory).
 PER_NAMESPACE = {"work_dir"}
 
 
 def _base_params() -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for path in sorted((REPO / "conf" / "base").glob("parameters_*.yml")):
-        params.update(yaml.safe_load(path.read_text()))
-    return params
+    return resolved_config("parameters")
 
 
 def _differences(got: Any, default: Any, path: str) -> list[str]:

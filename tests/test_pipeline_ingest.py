@@ -24,7 +24,7 @@ def smoke_project(tmp_path_factory) -> Path:
 
 
 def test_ingest_smoke_outputs_and_accounting(smoke_project: Path):
-    data = smoke_project / "data"
+    data = smoke_project / "data" / "smoke"  # --env smoke writes under data/smoke
     report = json.loads((data / "08_reporting" / "ingest_report.json").read_text())
     manifest = json.loads((data / "01_raw" / "synthetic" / "_manifest.json").read_text())
 
@@ -57,7 +57,7 @@ def test_ingest_smoke_outputs_and_accounting(smoke_project: Path):
 
 
 def test_a_rerun_gives_the_same_files_and_skips_the_generator(smoke_project: Path):
-    data = smoke_project / "data"
+    data = smoke_project / "data" / "smoke"  # --env smoke writes under data/smoke
     before = {p: _sha(data / p) for p in ("03_primary/items.parquet", "05_model_input/samples.parquet",
                                            "08_reporting/ingest_report.json")}
     raw_mtime = (data / "01_raw" / "synthetic" / "_manifest.json").stat().st_mtime
@@ -73,7 +73,7 @@ def test_bad_parameter_fails_before_any_node(tmp_path: Path):
                  "--params", "ingest.filters.k_cor=3", check=False)
     assert proc.returncode != 0
     assert "ingest.filters: unknown parameter(s) ['k_cor']" in proc.stdout + proc.stderr
-    assert not any((project / "data" / "01_raw").iterdir())
+    assert not (project / "data" / "smoke").exists()  # nothing written
 
 
 def test_missing_raw_directory_is_a_clear_error(tmp_path: Path):
@@ -88,7 +88,7 @@ def test_ingest_real_scientific(tmp_path: Path, shared_data: Path):
     project = make_project(tmp_path / "p")
     src = shared_data / "unisrec_cowpirec" / "Scientific"
     kedro(project, "run", "--pipelines=ingest", "--env", "scientific", "--params", f"ingest.source.path={src}")
-    report = json.loads((project / "data" / "08_reporting" / "ingest_report.json").read_text())
+    report = json.loads((project / "data" / "scientific" / "08_reporting" / "ingest_report.json").read_text())
     assert report["catalog"]["items"] == 4385
     assert report["interactions"] == {"rows": 59427, "users": 8442}
     assert report["samples"]["per_split"] == {"train": 34101, "valid": 8442, "test": 8442}
@@ -99,7 +99,7 @@ def test_ingest_real_office_keeps_published_rows(tmp_path: Path, shared_data: Pa
     project = make_project(tmp_path / "p")
     src = shared_data / "amazon" / "Office_Products"
     kedro(project, "run", "--pipelines=ingest", "--env", "office", "--params", f"ingest.source.path={src}")
-    data = project / "data"
+    data = project / "data" / "office"
     report = json.loads((data / "08_reporting" / "ingest_report.json").read_text())
     assert report["catalog"]["items"] == 3459
     assert report["samples"]["per_split"]["test"] == 4866

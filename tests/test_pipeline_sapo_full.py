@@ -19,7 +19,7 @@ from kedro_helpers import kedro, make_project
 def full_run(tmp_path_factory) -> Path:
     project = make_project(tmp_path_factory.mktemp("sapo_full_smoke"))
     kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke")
-    return project / "data"
+    return project / "data" / "smoke"  # --env smoke writes under data/smoke (globals.yml)
 
 
 def test_sid_catalog_is_complete_unique_and_reported(full_run: Path):
@@ -117,15 +117,28 @@ def test_ends_in_the_comparison_report_rl_cost_and_stage_timings(full_run: Path)
     assert timings["run"]["pipeline_names"] == ["sapo_full"]
 
 
+def test_an_env_writes_only_under_its_own_run_root(full_run: Path):
+    """``--env smoke`` leaves the base run root (data/, what ``make run`` writes) untouched."""
+    data = full_run.parent
+    touched = [p for p in data.rglob("*") if p.is_file() and full_run not in p.parents]
+    assert touched == []
+    assert (full_run / "06_models" / "align_work").is_dir()  # work dirs follow the root too
+
+
 @pytest.mark.slow
 def test_the_same_seed_twice_gives_identical_models_and_metrics(full_run: Path, tmp_path: Path):
-    """A second ``sapo_full`` smoke run in another scratch project: the same SIDs, the same
-    Stage-2 and RL weights, the same per-row test metrics of every model."""
+    """A second ``sapo_full`` smoke run in the same project under another run root: the first
+    run's files untouched; the same SIDs, the same Stage-2 and RL weights, the same per-row test
+    metrics of every model."""
     from safetensors.torch import load_file
 
-    project = make_project(tmp_path / "again")
-    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke")
-    again = project / "data"
+    first_report = (full_run / "08_reporting" / "evaluation_test.json").read_bytes()
+    project = full_run.parents[1]
+    kedro(project, "run", "--pipelines=sapo_full", "--env", "smoke", "--params",
+          "run_root=data/again")
+    again = project / "data" / "again"
+    assert (full_run / "08_reporting" / "evaluation_test.json").read_bytes() == first_report
+    assert len(list((again / "08_reporting" / "run_timings").glob("*.json"))) == 1
     for table in ("04_feature/sid_table.parquet", "05_model_input/samples.parquet"):
         assert pl.read_parquet(full_run / table).equals(pl.read_parquet(again / table)), table
     for model in ("reason_model", "rl_sapo", "rl_grpo", "rl_rere"):

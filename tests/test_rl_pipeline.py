@@ -60,7 +60,8 @@ def test_parameter_files_build_each_method_config(env):
         section = from_dict(RLSection, params[method], method)
         cfg = section.rl
         assert type(cfg) is cls and cfg.algorithm == method
-        assert cfg.work_dir == f"data/06_models/rl_{method}_work"
+        root = "data" if env == "base" else f"data/{env}"  # each env under its own root
+        assert cfg.work_dir == f"{root}/06_models/rl_{method}_work"
         if env == "smoke":
             assert cfg.steps <= 3 and cfg.group_size <= 4 and not cfg.progress_bar
         else:

@@ -15,7 +15,7 @@ from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
 from sapo_pipeline.pipelines.align import create_pipeline as align_pipeline
 from sapo_pipeline.pipelines.reason import create_pipeline as reason_pipeline
 
-from kedro_helpers import base_catalog_config
+from kedro_helpers import base_catalog_config, resolved_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -23,13 +23,6 @@ CONF = REPO / "conf"
 
 def _yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def test_pipelines_are_wired_by_name():
@@ -47,14 +40,12 @@ def test_pipelines_are_wired_by_name():
 
 @pytest.mark.parametrize("env", ["base", "smoke"])
 def test_parameter_files_validate(env):
-    align = _yaml(CONF / "base" / "parameters_align.yml")["align"]
-    reason = _yaml(CONF / "base" / "parameters_reason.yml")["reason"]
-    if env != "base":
-        align = _merge(align, _yaml(CONF / env / "parameters_align.yml")["align"])
-        reason = _merge(reason, _yaml(CONF / env / "parameters_reason.yml")["reason"])
+    params = resolved_config("parameters", None if env == "base" else env)
+    align, reason = params["align"], params["reason"]
     a, r = from_dict(AlignConfig, align, "align"), from_dict(ReasonConfig, reason, "reason")
-    assert a.train.work_dir == "data/06_models/align_work" and a.eval.task == "sid_sequence"
-    assert r.train.work_dir == "data/06_models/reason_work" and r.eval.layout == "reasoning"
+    root = "data" if env == "base" else f"data/{env}"  # each env writes under its own root
+    assert a.train.work_dir == f"{root}/06_models/align_work" and a.eval.task == "sid_sequence"
+    assert r.train.work_dir == f"{root}/06_models/reason_work" and r.eval.layout == "reasoning"
     if env == "smoke":
         assert a.backbone.preset == "tiny" and a.train.max_steps <= 10
     else:

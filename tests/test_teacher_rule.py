@@ -28,6 +28,8 @@ from sapo_pipeline.teacher.layout import parse_steps
 from sapo_pipeline.teacher.prompts import ALIGNMENT_TASKS, PromptConfig, PromptRenderer
 from sapo_pipeline.teacher.rule import RuleTeacher
 
+from kedro_helpers import resolved_config
+
 REPO = Path(__file__).resolve().parents[1]
 SID_TEXT = re.compile(r"<\s*[a-zA-Z]\s*_\s*\d+\s*>")
 TOPS = [("Writing", ["Gel Pens", "Pencils"]), ("Lab", ["Beakers", "Gloves"])]
@@ -283,8 +285,7 @@ def test_split_and_catalog_guards(tables):
 
 # -- config, nodes, catalog --------------------------------------------------------------------
 def _params() -> dict:
-    path = REPO / "conf" / "base" / "parameters_teacher_corpus.yml"
-    return yaml.safe_load(path.read_text(encoding="utf-8"))["teacher_corpus"]
+    return resolved_config("parameters")["teacher_corpus"]
 
 
 def test_config_validation():

@@ -83,20 +83,26 @@ class PlainLogHooks:
 class NodeTimingHooks:
     """Record every node's wall time; log a summary and write it as JSON after the run.
 
-    The JSON (``<directory>/<UTC timestamp>-<run id>.json``) lists nodes in completion order with their
+    The JSON (``<directory>/<UTC timestamp>-<run id>.json``; by default ``<run root>/08_reporting/
+    run_timings``, the run root being the ``_run_root`` parameter) lists nodes in completion order with their
     tags and seconds, and sums per tag; every stage tags its nodes with its pipeline name (and
     ``rl_<method>`` / ``evaluate_<model>`` per namespace), so the wall time of each stage of
     ``sapo_full`` is read off one file. It is run metadata (like Kedro's session
     store), not a node output: it lives outside the catalog and outside DVC's outputs.
     """
 
-    def __init__(self, directory: str | Path = "data/08_reporting/run_timings") -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = None if directory is None else Path(directory)
+        self._run_root = Path("data")
         self._start: dict[str, float] = {}
         self._nodes: list[dict] = []
         self._run_start = 0.0
         self._run_params: dict = {}
         self._project_path: Path | None = None
+
+    @hook_impl
+    def after_context_created(self, context) -> None:  # noqa: ANN001 - Kedro's signature
+        self._run_root = Path(str(context.params.get("_run_root") or "data"))
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict) -> None:
@@ -131,7 +137,8 @@ class NodeTimingHooks:
         # a second-resolution stamp sorts; Kedro's run id keeps runs in the same second apart
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         run_id = re.sub(r"[^A-Za-z0-9_.-]", "_", str(self._run_params.get("run_id") or "run"))
-        target = (self._project_path or Path(".")) / self.directory / f"{stamp}-{run_id}.json"
+        directory = self.directory or self._run_root / "08_reporting" / "run_timings"
+        target = (self._project_path or Path(".")) / directory / f"{stamp}-{run_id}.json"
         write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
         log.info("node timings written to %s", target)
 
