@@ -107,3 +107,26 @@ def test_a_partial_section_derives_values_anew_instead_of_copying_derived_defaul
     assert align.backbone.num_hidden_layers == PRESETS["tiny"]["num_hidden_layers"]
     assert from_dict(AlignConfig, {}, "align").backbone.hidden_size == PRESETS["default"][
         "hidden_size"]
+
+
+def test_the_run_seed_reaches_every_training_stage_and_not_the_data_or_the_rows():
+    """``--params seed=<n>``: SID quantiser (42 + n), corpora, Stage 1 / 2, every RL namespace and
+    SASRec move with it; the data, its split and the evaluated rows do not."""
+    default, seeded = resolved_config("parameters"), resolved_config("parameters", None, {"seed": "3"})
+    moved = {"sid_catalog": ("seed",), "teacher_corpus": ("seed",), "align": ("train", "seed"),
+             "reason": ("train", "seed"), "grpo": ("rl", "seed"), "sapo": ("rl", "seed"),
+             "rere": ("rl", "seed"), "sasrec": ("baseline", "seed")}
+
+    def get(params: dict, section: str, path: tuple[str, ...]) -> Any:
+        value = params[section]
+        for key in path:
+            value = value[key]
+        return value
+
+    for section, path in moved.items():
+        assert get(seeded, section, path) == get(default, section, path) + 3, section
+    assert get(default, "sid_catalog", ("seed",)) == 42
+    for section, path in [("ingest", ("generator", "seed")), ("evaluate", ("seed",)),
+                          ("evaluate", ("stats", "seed"))]:
+        assert get(seeded, section, path) == get(default, section, path), (section, path)
+    assert set(rl_sections(default)) <= set(moved)  # every RL namespace gets the run's seed

@@ -150,3 +150,24 @@ def test_the_same_seed_twice_gives_identical_models_and_metrics(full_run: Path, 
     two = json.loads((again / "08_reporting" / "evaluation_test.json").read_text())
     assert [m["metrics"] for m in one["methods"]] == [m["metrics"] for m in two["methods"]]
     assert one["paired_tests"] == two["paired_tests"]
+
+
+@pytest.mark.slow
+def test_another_seed_gives_other_models_on_the_same_rows(full_run: Path):
+    """``--params seed=1`` (under its own run root): the same data and split, other SIDs and
+    another Stage-1 model."""
+    from safetensors.torch import load_file
+
+    project = full_run.parents[1]
+    kedro(project, "run", "--env", "smoke", "--pipelines=ingest,sid_catalog,teacher_corpus,align",
+          "--params", "run_root=data/seed1,seed=1")
+    other = project / "data" / "seed1"
+    table = "05_model_input/samples.parquet"
+    assert pl.read_parquet(full_run / table).equals(pl.read_parquet(other / table))
+    sids = "04_feature/sid_table.parquet"
+    assert not pl.read_parquet(full_run / sids).equals(pl.read_parquet(other / sids))
+    first = load_file(full_run / "06_models" / "align_model" / "model.safetensors")
+    second = load_file(other / "06_models" / "align_model" / "model.safetensors")
+    assert any(not bool((first[k] == second[k]).all()) for k in first)
+    extra = json.loads((other / "06_models" / "align_model" / "extra.json").read_text())
+    assert extra["train_config"]["seed"] == 1

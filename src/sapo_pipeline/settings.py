@@ -13,7 +13,15 @@ from sapo_pipeline.hooks import (
 HOOKS = (NodeTimingHooks(), QuietProgressHooks(), ParameterValidationHooks(), PlainLogHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
+
+
+def _add(*values: int | str) -> int:
+    """``${add:42,${_seed}}``: integer sum (seeds offset by the run's seed)."""
+    return sum(int(v) for v in values)
+
+
 CONFIG_LOADER_ARGS = {
+    "custom_resolvers": {"add": _add},
     "base_env": "base",
     "default_run_env": "local",
     "merge_strategy": {"parameters": "soft", "catalog": "soft"},
