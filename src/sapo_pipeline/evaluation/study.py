@@ -1,0 +1,169 @@
+"""The study: the runs (seeds) of one data set, read back from their run roots, in one report.
+
+A run root (``kedro run --params "run_root=<dir>,seed=<n>"``) holds, per evaluated model, its
+per-row metrics (``07_model_output/evaluate/<model>/sample_metrics_<split>.parquet``) and summary
+(``08_reporting/evaluate/<model>/metrics_<split>.json``), and the run's comparison report
+(``08_reporting/evaluation_<split>.json``, which says which models are baselines).
+:func:`load_run` reads them back as :class:`~.report.Run` objects; :func:`build_study` reports
+several roots together through :func:`~.report.build_report`, so every method gets:
+
+* the mean over seeds and rows, with a **two-level bootstrap CI**: each resample draws the seeds
+  with replacement, then the test rows with replacement (one row draw shared by the seeds: every
+  seed is scored on the same rows), so the interval carries the spread between seeds as well as
+  the sampling of rows (:func:`two_level_ci`);
+* the mean, standard deviation and t-interval over seeds (``seed_spread``);
+* paired tests on the same rows, each row's value averaged over the seeds (pooled across seeds),
+  Holm-adjusted: the family of each run's own report (SAPO against every other method -- GRPO,
+  ReRe, the Stage-2 model, the baselines -- and every RL method against its Stage-2 start).
+
+Every root must hold the same models evaluated on the same rows with the same metric settings;
+anything else is an error naming the root.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from sapo_pipeline.evaluation.metrics import metric_names
+from sapo_pipeline.evaluation.report import Run, build_report
+from sapo_pipeline.evaluation.stats import Interval
+
+
+def load_run(root: str | Path, split: str = "test", label: str | None = None) -> list[Run]:
+    """Every model of the run under ``root`` on ``split``, named ``<model>@<label>`` (default
+    label: the root's folder name)."""
+    root = Path(root)
+    report_path = root / "08_reporting" / f"evaluation_{split}.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(f"{root}: no {report_path.relative_to(root)} (was the evaluate "
+                                f"pipeline run with run_root={root}?)")
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    label = label or root.name
+    runs = []
+    for row in report["methods"]:
+        for model in row["runs"]:
+            metrics = root / "07_model_output" / "evaluate" / model / f"sample_metrics_{split}.parquet"
+            summary = root / "08_reporting" / "evaluate" / model / f"metrics_{split}.json"
+            for path in (metrics, summary):
+                if not path.is_file():
+                    raise FileNotFoundError(f"{root}: {model} is in the report but "
+                                            f"{path.relative_to(root)} is missing")
+            runs.append(Run(method=row["method"], name=f"{model}@{label}",
+                            per_sample=pl.read_parquet(metrics),
+                            summary=json.loads(summary.read_text(encoding="utf-8")),
+                            baseline=bool(row.get("baseline"))))
+    return runs
+
+
+def run_pairs(root: str | Path, split: str = "test") -> list[tuple[str, str]]:
+    """The paired tests of one run's own report (SAPO against every method, each RL method
+    against its Stage-2 start, ...), so that the study tests the same family."""
+    path = Path(root) / "08_reporting" / f"evaluation_{split}.json"
+    report = json.loads(path.read_text(encoding="utf-8"))
+    return list(dict.fromkeys((t["reference"], t["other"]) for t in report["paired_tests"]))
+
+
+def two_level_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> list[Interval]:
+    """Percentile CIs of the mean of ``values`` ``[seeds, rows, metrics]`` (rows aligned across
+    seeds), resampling seeds and then rows, both with replacement (module docstring)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or 0 in values.shape:
+        raise ValueError(f"two_level_ci: expected [seeds, rows, metrics], got {values.shape}")
+    s, n, m = values.shape
+    rng = np.random.default_rng(seed)
+    means = np.empty((n_resamples, m))
+    for b in range(n_resamples):
+        seeds = rng.integers(0, s, size=s)
+        rows = rng.integers(0, n, size=n)
+        means[b] = values[seeds][:, rows].mean(axis=(0, 1))
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    point = values.mean(axis=(0, 1))
+    method = f"two-level bootstrap (seeds, then rows; {n_resamples} resamples)"
+    return [Interval(float(point[j]), float(low[j]), float(high[j]), confidence, s * n, method)
+            for j in range(m)]
+
+
+def _same_models(per_root: Sequence[list[Run]], roots: Sequence[Path]) -> None:
+    first = sorted(r.method for r in per_root[0])
+    for root, runs in zip(roots[1:], per_root[1:]):
+        if sorted(r.method for r in runs) != first:
+            raise ValueError(f"build_study: {root} evaluated {sorted(r.method for r in runs)}, "
+                             f"{roots[0]} evaluated {first}; every seed needs the same models")
+
+
+def build_study(roots: Sequence[str | Path], *, dataset: str, split: str = "test",
+                reference_method: str = "sapo", n_bootstrap: int = 1000,
+                n_permutations: int = 10000, confidence: float = 0.95, seed: int = 0,
+                paired_metrics: Sequence[str] = ("ndcg@10", "recall@10")) -> dict[str, Any]:
+    """The report of the runs under ``roots`` (one per seed), with two-level CIs."""
+    roots = [Path(r) for r in roots]
+    if len({r.resolve() for r in roots}) != len(roots):
+        raise ValueError(f"build_study: a run root is listed twice: {[str(r) for r in roots]}")
+    per_root = [load_run(root, split, f"{i}:{root.name}") for i, root in enumerate(roots)]
+    _same_models(per_root, roots)
+    runs = [run for runs in per_root for run in runs]
+    report = build_report(
+        runs, dataset=dataset, split=split, reference_method=reference_method,
+        paired_metrics=paired_metrics, n_bootstrap=n_bootstrap, n_permutations=n_permutations,
+        confidence=confidence, seed=seed, extra_pairs=run_pairs(roots[0], split),
+        notes=[f"{len(roots)} runs (seeds): " + ", ".join(str(r) for r in roots),
+               "CIs: two-level bootstrap, seeds then rows; paired tests on the rows, each row "
+               "averaged over the seeds"])
+    first = per_root[0][0]
+    names = metric_names(tuple(first.summary["ks"]), int(first.summary["levels"]))
+    for row in report["methods"]:
+        group = [r for r in runs if r.method == row["method"]]
+        mat = np.stack([r.per_sample.sort("sample_id").select(names).to_numpy() for r in group])
+        cis = two_level_ci(mat, n_bootstrap, confidence, seed)
+        row["metrics"] = {n: {"mean": c.mean, "low": c.low, "high": c.high}
+                          for n, c in zip(names, cis)}
+    report["ci_method"] = cis[0].method if report["methods"] else None
+    report["run_roots"] = [str(r) for r in roots]
+    return report
+
+
+def write_study(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """``study_<split>.json``, ``.md`` and ``.png`` under ``out_dir`` (written atomically)."""
+    from sapo_pipeline.evaluation.report import plot_report, render_markdown
+    from sapo_pipeline.io_utils import write_text_atomically
+
+    out = Path(out_dir)
+    stem = out / f"study_{report['split']}"
+    write_text_atomically(stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    write_text_atomically(stem.with_suffix(".md"), render_markdown(report))
+    figure = plot_report(report)
+    tmp = stem.with_name(stem.name + ".tmp.png")
+    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(stem.with_suffix(".png"))
+    return [stem.with_suffix(x) for x in (".json", ".md", ".png")]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sapo_pipeline.evaluation.study ROOT [ROOT ...] --dataset NAME --out DIR``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sapo_pipeline.evaluation.study",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("roots", nargs="+", help="run roots, one per seed")
+    parser.add_argument("--dataset", required=True, help="the data set's name in the report")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--out", required=True, help="folder for study_<split>.json/.md/.png")
+    parser.add_argument("--n-bootstrap", type=int, default=1000)
+    args = parser.parse_args(argv)
+    report = build_study(args.roots, dataset=args.dataset, split=args.split,
+                         n_bootstrap=args.n_bootstrap)
+    for path in write_study(report, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
