@@ -66,11 +66,13 @@ def dvc_runs(tmp_path_factory) -> dict:
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     dvc(project, "init", "-q")
+    shutil.copy(REPO / ".dvc" / "config", project / ".dvc" / "config")  # the shipped remote
     runs = {"project": project, "first": dvc(project, "repro"), "second": dvc(project, "repro"),
             "metrics": dvc(project, "metrics", "show", "--json")}
     # experiments need a commit to branch from (dvc.lock + code + conf; data is DVC's)
     subprocess.run(["git", "add", "-A"], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "baseline"], cwd=project, check=True)
+    runs["push"] = dvc(project, "push")  # to the default remote, a folder beside the project
     runs["exp"] = dvc(project, "exp", "run", "-S",
                       "conf/base/parameters_rl.yml:sapo.rl.step_advantage=false")
     runs["exp_show"] = dvc(project, "exp", "show", "--json")
@@ -90,6 +92,22 @@ def test_dvc_repro_twice_from_scratch(dvc_runs: dict):
     assert "ingest_report.json" in metrics and "sid_report.json" in metrics
     assert "evaluation_test.json" in metrics and '"sapo"' in metrics
     assert "rl_cost.json" in metrics and "paired_step_ratio" in metrics
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_pulls_a_finished_run_and_reruns_nothing(dvc_runs: dict, tmp_path: Path):
+    project = dvc_runs["project"]
+    assert (project.parent / "sapo-dvc-store").is_dir()  # the default remote, outside the repo
+    clone = project.parent / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    assert not (clone / "data" / "06_models" / "rl_sapo").exists()
+    dvc(clone, "pull")
+    for path in ("06_models/rl_sapo/model.safetensors", "08_reporting/evaluation_test.json",
+                 "08_reporting/align_eval.json", "07_model_output/evaluate"):
+        assert (clone / "data" / path).exists(), path
+    assert "Data and pipelines are up to date" in dvc(clone, "status")
+    again = dvc(clone, "repro")
+    assert "Running stage" not in again, again[-2000:]
 
 
 @pytest.mark.slow
