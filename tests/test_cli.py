@@ -45,6 +45,14 @@ def test_a_missing_raw_folder_names_it_without_a_traceback(project: Path, tmp_pa
     assert any(len(line) > 100 for line in out.splitlines())
 
 
+def test_a_seed_that_is_no_integer_is_one_message(project: Path):
+    proc = kedro(project, "run", "--pipelines=align", "--params", "seed=abc", check=False)
+    out = _tail(proc)
+    assert proc.returncode == 2, out[-3000:]
+    assert "Error: configuration error:" in out and "expected integers (the run's seed)" in out
+    assert "Traceback" not in out
+
+
 def test_explain_names_the_kind_of_error():
     assert explain(ConfigError("x.y=1: must be > 1")).startswith("configuration error: x.y=1")
     assert explain(InputError("f.csv line 3: bad")).startswith("input error: f.csv line 3")

@@ -14,11 +14,14 @@ from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
+from omegaconf.errors import OmegaConfBaseException
 
 from sapo_pipeline.config_utils import ConfigError, InputError
 
-#: What a user fixes in a parameter or an input file, not a bug in the code.
-USER_ERRORS = (ConfigError, InputError, FileNotFoundError, NotADirectoryError)
+#: What a user fixes in a parameter or an input file, not a bug in the code (OmegaConf's errors:
+#: a template that does not resolve, such as ``--params seed=abc`` or a misspelt ``${...}``).
+CONFIG_ERRORS = (ConfigError, OmegaConfBaseException)
+USER_ERRORS = (*CONFIG_ERRORS, InputError, FileNotFoundError, NotADirectoryError)
 
 
 class UserError(click.ClickException):
@@ -33,7 +36,7 @@ class UserError(click.ClickException):
 def explain(exc: BaseException) -> str:
     """The message of a user error: its kind and its own text (which names the file, line and
     field, or the parameter path and what was expected), plus where to see the traceback."""
-    kind = "configuration error" if isinstance(exc, ConfigError) else "input error"
+    kind = "configuration error" if isinstance(exc, CONFIG_ERRORS) else "input error"
     return f"{kind}: {exc}\n(run with --verbose for the traceback)"
 
 

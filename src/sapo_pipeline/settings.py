@@ -17,7 +17,10 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 
 def _add(*values: int | str) -> int:
     """``${add:42,${_seed}}``: integer sum (seeds offset by the run's seed)."""
-    return sum(int(v) for v in values)
+    try:
+        return sum(int(v) for v in values)
+    except ValueError:
+        raise ValueError(f"expected integers (the run's seed), got {list(values)}") from None
 
 
 CONFIG_LOADER_ARGS = {
