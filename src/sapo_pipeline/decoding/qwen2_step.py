@@ -15,7 +15,7 @@ log-probs match its forward to float rounding (tested).
 :meth:`Qwen2Step.for_model` returns None -- and the session keeps calling the model -- for
 anything but a plain ``Qwen2ForCausalLM`` (a peft wrapper, another architecture, a model in
 training mode, a model with forward hooks or a wrapped forward such as Accelerate's autocast,
-rope scaling this step does not implement).
+rope scaling this step does not implement, a model off the CPU).
 
 The stacked weights are copies taken when the step is built (a session's life, during which the
 weights do not change); an optimiser step between two sessions is therefore always seen.
@@ -84,6 +84,10 @@ def _plain_qwen2(model: Any) -> bool:
     if getattr(config, "use_sliding_window", False) or config.hidden_act != "silu":
         return False
     if "forward" in vars(model):  # a wrapped forward (e.g. Accelerate's autocast) must run
+        return False
+    # the stacked weights are copied per session: cheap for our small CPU models, not for a
+    # pretrained backbone on a GPU, where the module stack's overhead matters little anyway
+    if next(model.parameters()).device.type != "cpu":
         return False
     for module in model.modules():
         if module._forward_hooks or module._forward_pre_hooks:

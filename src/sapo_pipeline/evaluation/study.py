@@ -23,6 +23,7 @@ anything else is an error naming the root.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ import polars as pl
 from sapo_pipeline.evaluation.metrics import metric_names
 from sapo_pipeline.evaluation.report import Run, build_report
 from sapo_pipeline.evaluation.stats import Interval
+
+log = logging.getLogger(__name__)
 
 
 def load_run(root: str | Path, split: str = "test", label: str | None = None) -> list[Run]:
@@ -158,10 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for study_<split>.json/.md/.png")
     parser.add_argument("--n-bootstrap", type=int, default=1000)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = build_study(args.roots, dataset=args.dataset, split=args.split,
                          n_bootstrap=args.n_bootstrap)
     for path in write_study(report, args.out):
-        print(path)
+        log.info("wrote %s", path)
     return 0
 
 
