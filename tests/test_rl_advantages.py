@@ -134,3 +134,20 @@ def test_rere_advantage_uses_the_ranking_reward():
     r.beam_rank = None
     with pytest.raises(ValueError, match="beam rollout source"):
         compute_advantages(_cfg(ReReConfig), r)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25])
+def test_negative_weight_scales_only_negative_advantages(weight):
+    full = compute_advantages(_cfg(SAPOConfig), hand_rollout())
+    got = compute_advantages(_cfg(SAPOConfig, negative_weight=weight), hand_rollout())
+    assert (full.token < 0).any() and (full.token > 0).any()
+    want = torch.where(full.token < 0, full.token * weight, full.token)
+    assert torch.allclose(got.token, want)
+    assert torch.allclose(got.step, torch.where(full.step < 0, full.step * weight, full.step))
+    assert torch.equal(got.reward, full.reward) and torch.equal(got.zero_var, full.zero_var)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, True])
+def test_negative_weight_outside_unit_interval_is_rejected(bad):
+    with pytest.raises(ValueError, match="negative_weight"):
+        _cfg(GRPOConfig, negative_weight=bad)

@@ -10,13 +10,15 @@
   forced tokens (``<think>``, a forced ``</think>``, a single-child SID token, the forced eos)
   carry none. The SID token of step k and eos (step K) get their step's advantage like the
   thinking tokens do.
+* :func:`weight_negatives` -- negative advantages scaled by a weight (``negative_weight``, any
+  method): 1 leaves them, 0 keeps positive reinforcement only.
 * :func:`grpo_advantages`, :func:`sapo_advantages`, :func:`rere_advantages` -- each method's
   rule (dispatched by :func:`sapo_pipeline.rl.methods.compute_advantages`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -88,6 +90,13 @@ class Advantages:
     step_rewards: torch.Tensor  # float [N, K]: the rewards the step advantages come from
     zero_var: torch.Tensor  # bool [P, K]: group g had zero variance in the rewards of step k
     present: torch.Tensor  # bool [P]: groups present in the rollout
+
+
+def weight_negatives(adv: Advantages, weight: float) -> Advantages:
+    """``adv`` with every negative step and token advantage multiplied by ``weight``."""
+    def scale(x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x < 0, x * weight, x)
+    return replace(adv, token=scale(adv.token), step=scale(adv.step))
 
 
 def _outcome(reward: torch.Tensor, rollout: Rollout, cfg: RLTrainConfig,

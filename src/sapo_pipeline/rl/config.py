@@ -88,6 +88,13 @@ class RLTrainConfig:
     advantage_eps: float = field(
         default=1e-4, metadata={"help": "eps in (r - mean_G r) / (std_G r + eps)."}
     )
+    negative_weight: float = field(
+        default=1.0,
+        metadata={"help": "Scale of negative advantages, after the method's rule (1.0: as the "
+                          "method defines them; 0: positive reinforcement only; between: "
+                          "weighted). A low weight keeps a sparse-reward update from being "
+                          "mostly the push-down of failed responses."},
+    )
     std: str = field(
         default="sample",
         metadata={"help": "Group std: sample (Bessel, divides by G - 1; as torch.std and TRL's "
@@ -203,6 +210,8 @@ class RLTrainConfig:
         if not 0.0 < self.clip_eps < 1.0:
             raise ValueError(f"{o}.clip_eps={self.clip_eps}: must be in (0, 1)")
         check_positive(o, "beta", self.beta, allow_zero=True)
+        if isinstance(self.negative_weight, bool) or not 0.0 <= self.negative_weight <= 1.0:
+            raise ValueError(f"{o}.negative_weight={self.negative_weight!r}: must be in [0, 1]")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"{o}.top_p={self.top_p}: must be in (0, 1]")
         if not 0 <= self.min_think_tokens <= self.max_think_tokens:

@@ -181,3 +181,64 @@ def plot_diagnostics(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+#: Panels of :func:`plot_methods`: (title, column prefix of a per-level family, or a column).
+COMPARE_PANELS: tuple[tuple[str, str], ...] = (
+    ("reward per SID level (train rollouts)", "reward_step*"),
+    ("advantage mean per step", "adv_mean_step*"),
+    ("advantage std per step", "adv_std_step*"),
+    ("zero-variance groups per step", "zero_var_step*"),
+    ("valid NDCG@B, beam search (points)", "eval_ndcg"),
+    ("KL to reference (k3)", "kl"),
+    ("clip fraction", "clip_frac"),
+    ("entropy (sampled tokens)", "entropy"),
+    ("grad norm", "grad_norm"),
+)
+
+
+def plot_methods(logs: dict[str, Sequence[dict[str, Any]]], title: str = "") -> Any:
+    """The RL methods side by side (matplotlib Figure, Agg, no pyplot): one panel per
+    :data:`COMPARE_PANELS` entry, one colour per method, one line style per SID level."""
+    from matplotlib.figure import Figure
+
+    styles = ("-", "--", ":", "-.")
+    colours = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
+    logs = {m: [r for r in rows if r.get("step") is not None] for m, rows in logs.items()}
+    present = {c for rows in logs.values() for r in rows for c in r}
+
+    def columns(spec: str) -> list[str]:
+        if not spec.endswith("*"):
+            return [spec] if spec in present else []
+        prefix = spec[:-1]
+        return sorted((c for c in present if c.startswith(prefix) and c[len(prefix):].isdigit()),
+                      key=lambda c: int(c[len(prefix):]))
+
+    panels = [(t, columns(spec)) for t, spec in COMPARE_PANELS]
+    panels = [(t, cols) for t, cols in panels if cols]
+    ncols = 3
+    nrows = max(1, math.ceil(len(panels) / ncols))
+    fig = Figure(figsize=(4.4 * ncols, 3.1 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, (t, cols) in zip(axes.flat, panels):
+        for i, (method, rows) in enumerate(logs.items()):
+            for j, col in enumerate(cols):
+                pts = [(r["step"], float(r[col])) for r in rows if r.get(col) is not None
+                       and not (isinstance(r[col], float) and math.isnan(r[col]))]
+                if not pts:
+                    continue
+                xs, ys = zip(*pts)
+                label = method if len(cols) == 1 else f"{method} L{j + 1}"
+                kw = ({"linestyle": "none", "marker": "o", "markersize": 4}
+                      if col.startswith("eval_") else {"linestyle": styles[j % len(styles)]})
+                ax.plot(xs, ys, color=colours[i % len(colours)], label=label, **kw)
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("RL step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

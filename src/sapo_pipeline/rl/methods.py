@@ -63,10 +63,14 @@ def method_of(cfg: RLTrainConfig) -> Method:
 
 def compute_advantages(cfg: RLTrainConfig, rollout: Any, loss_mask: Any = None) -> A.Advantages:
     """Rewards and token advantages of ``rollout`` (a :class:`~sapo_pipeline.decoding.Rollout`)
-    by the method of ``cfg``; ``loss_mask`` defaults to ``rollout.sampled_mask``."""
+    by the method of ``cfg``; ``loss_mask`` defaults to ``rollout.sampled_mask``. Negative
+    advantages are then scaled by ``cfg.negative_weight`` (any method)."""
     method = method_of(cfg)
     mask = rollout.sampled_mask if loss_mask is None else loss_mask
-    return method.advantages(cfg, rollout, mask)
+    adv = method.advantages(cfg, rollout, mask)
+    if cfg.negative_weight != 1.0:
+        adv = A.weight_negatives(adv, cfg.negative_weight)
+    return adv
 
 
 def rl_config_from_dict(data: Mapping[str, Any] | RLTrainConfig, where: str = "rl") -> Any:
@@ -84,6 +88,11 @@ def rl_sections(params: Mapping[str, Any]) -> list[str]:
             if not str(k).startswith("_") and isinstance(v, Mapping) and "rl" in v]
 
 
+def is_ablation(section: Any) -> bool:
+    """Whether a ``parameters_rl.yml`` section is marked ``ablation: true``."""
+    return isinstance(section, Mapping) and section.get("ablation") is True
+
+
 @dataclass
 class RLSection:
     """One namespace of ``parameters_rl.yml`` (``grpo:``, ``sapo:``, ``rere:``, ...): ``rl``."""
@@ -92,8 +101,16 @@ class RLSection:
         default=None,
         metadata={"help": "The method's config: ``algorithm`` + the fields of its class."},
     )
+    ablation: bool = field(
+        default=False,
+        metadata={"help": "An ablation: trained and reported by the ``ablations`` pipeline "
+                          "(against SAPO, GRPO and the Stage-2 model of the same run root), "
+                          "left out of ``sapo_full``."},
+    )
 
     def __post_init__(self) -> None:
         if self.rl is None:
             raise ValueError("rl: required (a mapping with `algorithm` and its fields)")
+        if not isinstance(self.ablation, bool):
+            raise ValueError(f"ablation={self.ablation!r}: must be a boolean")
         self.rl = rl_config_from_dict(self.rl, "rl")
