@@ -37,22 +37,39 @@ def dvc(project: Path, *args: str) -> str:
 
 def test_dvc_stages_match_the_kedro_pipelines():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    from sapo_pipeline.pipelines.ablations import COMPARED
+    from sapo_pipeline.pipelines.evaluate.pipeline import BASELINE_MODELS, STAGE_MODELS
+    from sapo_pipeline.pipelines.rl import rl_namespaces
     from sapo_pipeline.pipelines.sapo_full.pipeline import STAGES
 
     expected = [module.__name__.rsplit(".", 1)[1] for module in STAGES]
-    assert list(stages) == expected
-    from sapo_pipeline.pipelines.rl import rl_namespaces
-
-    # the RL stage runs every namespace of parameters_rl.yml, as the rl pipeline does
+    assert list(stages) == [*expected, "ablation", "ablations"]
+    # the RL stage runs every namespace of parameters_rl.yml, as the rl pipeline does; the
+    # ablation stage every namespace marked ablation: true, as the ablations pipeline does
     assert stages["rl"]["foreach"] == list(rl_namespaces(REPO))
+    ablations = list(rl_namespaces(REPO, ablations=True))
+    assert stages["ablation"]["foreach"] == ablations and ablations
     for name, stage in stages.items():
+        pipeline = "ablations" if name == "ablation" else name
         if "foreach" in stage:  # one DVC stage per namespace of a modular pipeline
             stage = stage["do"]
-            assert stage["cmd"] == f"kedro run --pipelines={name} --namespaces=${{item}} --params=run_root=data"
+            assert stage["cmd"] == (f"kedro run --pipelines={pipeline} --namespaces=${{item}} "
+                                    "--params=run_root=data")
+        elif name == "ablations":  # the report nodes only
+            assert stage["cmd"] == "kedro run --pipelines=ablations --tags=ablations --params=run_root=data"
         else:
             assert stage["cmd"] == f"kedro run --pipelines={name} --params=run_root=data"
         params_file = next(iter(stage["params"][0]))
-        assert params_file == f"conf/base/parameters_{name}.yml"
+        own = {"ablation": "rl", "ablations": "evaluate"}.get(name, name)
+        assert params_file == f"conf/base/parameters_{own}.yml"
+    # every evaluated model's folders are the evaluate stage's outputs, one each, so that the
+    # ablation stages can own theirs; the ablations report reads those of what it compares
+    models = [*STAGE_MODELS, *rl_namespaces(REPO), *BASELINE_MODELS]
+    assert sorted(o for o in stages["evaluate"]["outs"] if "/evaluate/" in o) == sorted(
+        f"data/{layer}/evaluate/{m}" for m in models for layer in ("07_model_output", "08_reporting"))
+    assert sorted(d for d in stages["ablations"]["deps"] if "/evaluate/" in d) == sorted(
+        f"data/{layer}/evaluate/{m}" for m in [*COMPARED, *ablations]
+        for layer in ("07_model_output", "08_reporting"))
 
 
 @pytest.fixture(scope="module")

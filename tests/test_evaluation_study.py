@@ -7,61 +7,14 @@ import json
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
+from study_fakes import MODELS, ROWS, fake_root, study_roots
 
-from sapo_pipeline.evaluation.metrics import metric_names
 from sapo_pipeline.evaluation.study import build_study, load_run, main, two_level_ci
-
-KS, LEVELS, ROWS = (1, 5, 10), 3, 200
-NAMES = metric_names(KS, LEVELS)
-MODELS = {"sft_reasoning": False, "grpo": False, "sapo": False, "popularity": True}
-
-
-def _summary(model: str) -> dict:
-    return {"model": model, "method": model, "split": "test", "ks": list(KS), "levels": LEVELS,
-            "exclude_history": False, "validity": 1.0, "coverage": {"coverage@10": 0.5},
-            "counts": {}, "convention": "history kept", "catalog_collisions": False,
-            "catalog_items": 50, "catalog_sids": 50, "n_samples": ROWS}
-
-
-def _fake_root(root: Path, values: dict[str, np.ndarray]) -> Path:
-    """A run root as the evaluate pipeline leaves it: per model its per-row metrics (every
-    metric column = ``values[model]``) and summary, and the run's report."""
-    for model, per_row in values.items():
-        out = root / "07_model_output" / "evaluate" / model
-        out.mkdir(parents=True)
-        pl.DataFrame({"sample_id": np.arange(ROWS)[::-1],  # any order: matched by sample_id
-                      **{n: per_row[::-1] for n in NAMES}}).write_parquet(
-            out / "sample_metrics_test.parquet")
-        rep = root / "08_reporting" / "evaluate" / model
-        rep.mkdir(parents=True)
-        (rep / "metrics_test.json").write_text(json.dumps(_summary(model)))
-    report = {"methods": [{"method": m, "runs": [m], "baseline": MODELS[m]} for m in values],
-              "paired_tests": [{"reference": "sapo", "other": m} for m in values if m != "sapo"]
-              + [{"reference": "grpo", "other": "sft_reasoning"}]}
-    (root / "08_reporting" / "evaluation_test.json").write_text(json.dumps(report))
-    return root
-
-
-def _study_roots(tmp_path: Path, seeds: int = 3) -> tuple[list[Path], dict[str, np.ndarray]]:
-    """Per seed s: sft_reasoning = base + 0.02 s, sapo = sft_reasoning + 0.1 on every row,
-    grpo = sft_reasoning, popularity = 0.05."""
-    rng = np.random.default_rng(0)
-    base = rng.uniform(0.0, 0.5, ROWS)
-    roots, per_seed = [], {m: [] for m in MODELS}
-    for s in range(seeds):
-        sft = base + 0.02 * s
-        values = {"sft_reasoning": sft, "grpo": sft.copy(), "sapo": sft + 0.1,
-                  "popularity": np.full(ROWS, 0.05)}
-        roots.append(_fake_root(tmp_path / f"seed{s}", values))
-        for m, v in values.items():
-            per_seed[m].append(v)
-    return roots, {m: np.stack(v) for m, v in per_seed.items()}
 
 
 def test_means_intervals_and_paired_differences_are_the_known_ones(tmp_path: Path):
-    roots, truth = _study_roots(tmp_path)
+    roots, truth = study_roots(tmp_path)
     report = build_study(roots, dataset="fake", n_bootstrap=300, n_permutations=500)
     rows = {r["method"]: r for r in report["methods"]}
     assert set(rows) == set(MODELS) and rows["popularity"]["baseline"]
@@ -96,8 +49,8 @@ def test_the_two_level_interval_carries_the_spread_between_seeds():
 
 
 def test_runs_must_hold_the_same_models_on_the_same_rows(tmp_path: Path):
-    roots, _ = _study_roots(tmp_path, seeds=2)
-    extra = _fake_root(tmp_path / "other", {"sapo": np.zeros(ROWS), "grpo": np.zeros(ROWS)})
+    roots, _ = study_roots(tmp_path, seeds=2)
+    extra = fake_root(tmp_path / "other", {"sapo": np.zeros(ROWS), "grpo": np.zeros(ROWS)})
     with pytest.raises(ValueError, match="every seed needs the same models"):
         build_study([*roots, extra], dataset="fake", n_bootstrap=50)
     with pytest.raises(ValueError, match="listed twice"):
@@ -110,7 +63,7 @@ def test_runs_must_hold_the_same_models_on_the_same_rows(tmp_path: Path):
 
 
 def test_the_command_line_writes_json_markdown_and_figure(tmp_path: Path, caplog):
-    roots, truth = _study_roots(tmp_path, seeds=2)
+    roots, truth = study_roots(tmp_path, seeds=2)
     out = tmp_path / "study"
     caplog.set_level("INFO", logger="sapo_pipeline.evaluation.study")
     assert main([*map(str, roots), "--dataset", "fake", "--out", str(out),

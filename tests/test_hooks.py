@@ -32,6 +32,25 @@ def test_hook_writes_one_json_per_run(tmp_path):
     assert data["run"]["pipeline_names"] == ["align"]
     assert [n["node"] for n in data["nodes"]] == ["train_align_model"]
     assert data["by_tag"]["align"] == pytest.approx(data["nodes"][0]["seconds"])
+    assert data["run"]["code"] is None  # tmp_path is not a git work tree
+
+
+def test_code_version_names_the_commit_and_a_dirty_tree(tmp_path):
+    import subprocess
+
+    from sapo_pipeline.hooks import code_version
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+                              cwd=tmp_path, check=True, capture_output=True, text=True).stdout
+    git("init", "-q")
+    (tmp_path / "f.txt").write_text("a")
+    git("add", "f.txt")
+    git("commit", "-qm", "one")
+    sha = git("rev-parse", "HEAD").strip()
+    assert code_version(tmp_path) == {"commit": sha, "dirty": False}
+    (tmp_path / "f.txt").write_text("b")
+    assert code_version(tmp_path) == {"commit": sha, "dirty": True}
 
 
 def test_runs_ending_in_the_same_second_keep_separate_files(tmp_path):

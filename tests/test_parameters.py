@@ -13,7 +13,7 @@ from sapo_pipeline.baselines.registry import baseline_config_from_dict
 from sapo_pipeline.config_utils import ConfigError, from_dict
 from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
 from sapo_pipeline.parameters import SECTIONS, load_section, validate_parameters
-from sapo_pipeline.rl.methods import rl_config_from_dict, rl_sections
+from sapo_pipeline.rl.methods import is_ablation, rl_config_from_dict, rl_sections
 
 from kedro_helpers import resolved_config
 
@@ -53,10 +53,26 @@ def test_base_yaml_repeats_the_dataclass_defaults_and_changes_none():
             "sapo", "rere", "popularity", "sasrec"} <= set(sections)
     problems = []
     for key in sections:
+        if is_ablation(params[key]):  # an ablation changes one thing on purpose (next test)
+            continue
         got, default = _section_defaults(key, params[key])
         problems += [p for p in _differences(got, default, key)
                      if p.split(":")[0].rsplit(".", 1)[-1] not in PER_NAMESPACE]
     assert not problems, "conf/base differs from the dataclass defaults:\n" + "\n".join(problems)
+
+
+def test_each_ablation_is_sapo_with_one_switch_changed():
+    params = _base_params()
+    ablations = [k for k in rl_sections(params) if is_ablation(params[k])]
+    assert set(ablations) == {"sapo_no_step_adv", "sapo_no_step_norm", "sapo_independent_reward"}
+    changed = {}
+    for key in ablations:
+        got, default = _section_defaults(key, params[key])
+        diffs = [p.split(":")[0].rsplit(".", 1)[-1] for p in _differences(got, default, key)]
+        changed[key] = [d for d in diffs if d not in PER_NAMESPACE]
+    assert changed == {"sapo_no_step_adv": ["step_advantage"],
+                       "sapo_no_step_norm": ["step_normalised"],
+                       "sapo_independent_reward": ["reward"]}
 
 
 def test_a_partial_nested_section_keeps_the_stage_defaults_it_does_not_name():
@@ -114,8 +130,9 @@ def test_the_run_seed_reaches_every_training_stage_and_not_the_data_or_the_rows(
     SASRec move with it; the data, its split and the evaluated rows do not."""
     default, seeded = resolved_config("parameters"), resolved_config("parameters", None, {"seed": "3"})
     moved = {"sid_catalog": ("seed",), "teacher_corpus": ("seed",), "align": ("train", "seed"),
-             "reason": ("train", "seed"), "grpo": ("rl", "seed"), "sapo": ("rl", "seed"),
-             "rere": ("rl", "seed"), "sasrec": ("baseline", "seed")}
+             "reason": ("train", "seed"), "sasrec": ("baseline", "seed"),
+             **{ns: ("rl", "seed") for ns in rl_sections(default)}}  # ablations included
+    assert {"grpo", "sapo", "rere", "sapo_no_step_adv"} <= set(moved)
 
     def get(params: dict, section: str, path: tuple[str, ...]) -> Any:
         value = params[section]
@@ -129,4 +146,3 @@ def test_the_run_seed_reaches_every_training_stage_and_not_the_data_or_the_rows(
     for section, path in [("ingest", ("generator", "seed")), ("evaluate", ("seed",)),
                           ("evaluate", ("stats", "seed"))]:
         assert get(seeded, section, path) == get(default, section, path), (section, path)
-    assert set(rl_sections(default)) <= set(moved)  # every RL namespace gets the run's seed

@@ -171,3 +171,49 @@ def test_another_seed_gives_other_models_on_the_same_rows(full_run: Path):
     assert any(not bool((first[k] == second[k]).all()) for k in first)
     extra = json.loads((other / "06_models" / "align_model" / "extra.json").read_text())
     assert extra["train_config"]["seed"] == 1
+
+
+def test_notebooks_execute_on_the_smoke_outputs(full_run: Path, tmp_path: Path, monkeypatch):
+    """notebooks/results.ipynb and training_dynamics.ipynb run top to bottom on a finished run
+    (a copy of its reports, with a one-seed study of it beside them) and display figures."""
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from sapo_pipeline.evaluation.study import build_study, write_study
+
+    root = tmp_path / "run"
+    shutil.copytree(full_run / "08_reporting", root / "08_reporting")
+    write_study(build_study([full_run], dataset="smoke", n_bootstrap=50, n_permutations=200),
+                root / "study")
+    monkeypatch.setenv("SAPO_RUN_ROOT", str(root))
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    for name in ("results.ipynb", "training_dynamics.ipynb"):
+        nb = nbformat.read(notebooks / name, as_version=4)
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebooks)}}).execute()
+        outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+        assert not [o for o in outputs if o.output_type == "error"], name
+        images = [o for o in outputs if "image/png" in o.get("data", {})]
+        assert images, f"{name} displayed no figure"
+        if name == "results.ipynb":  # the run's test and valid reports and the study
+            assert len(images) == 3
+
+
+def test_the_ablations_run_after_sapo_full_on_its_run_root(full_run: Path):
+    """``kedro run --pipelines=ablations`` trains each ablation from the run's Stage-2 model and
+    reports it beside the run's sapo, grpo and sft_reasoning, with SAPO's paired tests."""
+    project = full_run.parents[1]
+    before = (full_run / "08_reporting" / "evaluation_test.json").read_bytes()
+    kedro(project, "run", "--pipelines=ablations", "--env", "smoke")
+    report = json.loads((full_run / "08_reporting" / "ablations_test.json").read_text())
+    names = {"sapo_no_step_adv", "sapo_no_step_norm", "sapo_independent_reward"}
+    assert {m["method"] for m in report["methods"]} == {"sft_reasoning", "grpo", "sapo", *names}
+    pairs = {(t["reference"], t["other"]) for t in report["paired_tests"]}
+    assert {("sapo", n) for n in names} <= pairs and {(n, "sft_reasoning") for n in names} <= pairs
+    for name in names:
+        assert (full_run / "06_models" / f"rl_{name}").is_dir()
+        assert (full_run / "08_reporting" / f"rl_{name}_log.csv").is_file()
+    # sapo_full's own outputs are read, not rewritten
+    assert (full_run / "08_reporting" / "evaluation_test.json").read_bytes() == before

@@ -48,7 +48,9 @@ def test_rollout_source_follows_the_method():
 
 def test_an_ablation_is_one_yaml_entry_validated_like_the_others():
     base = yaml.safe_load((REPO / "conf/base/parameters_rl.yml").read_text())
-    assert rl_sections(base) == ["grpo", "sapo", "rere"]  # the _rl_shared anchor is not one
+    # the _rl_shared anchor is not one; the paper's ablations are, marked ablation: true
+    assert rl_sections(base) == ["grpo", "sapo", "rere", "sapo_no_step_adv", "sapo_no_step_norm",
+                                 "sapo_independent_reward"]
     ablation = {"rl": {**base["sapo"]["rl"], "step_normalised": False,
                        "work_dir": "data/06_models/rl_sapo_no_norm_work"}}
     sections = validate_parameters({**base, "sapo_no_norm": ablation})
@@ -63,7 +65,9 @@ def test_namespaces_reach_the_rl_and_evaluate_pipelines(tmp_path: Path):
     from sapo_pipeline.pipelines.evaluate import rl_models
     from sapo_pipeline.pipelines.rl import create_pipeline, rl_namespaces
 
-    assert rl_namespaces(REPO) == ("grpo", "sapo", "rere")
+    assert rl_namespaces(REPO) == ("grpo", "sapo", "rere")  # sapo_full's: no ablation
+    assert rl_namespaces(REPO, ablations=True) == (
+        "sapo_no_step_adv", "sapo_no_step_norm", "sapo_independent_reward")
     conf = tmp_path / "conf" / "base"
     conf.mkdir(parents=True)
     text = (REPO / "conf/base/parameters_rl.yml").read_text()
@@ -84,3 +88,25 @@ def test_namespaces_reach_the_rl_and_evaluate_pipelines(tmp_path: Path):
         assert "sapo_no_norm.predict_test" in {n.name for n in evaluate_pipeline().nodes}
     finally:
         os.chdir(here)
+
+
+def test_the_ablations_pipeline_trains_scores_and_reports_only_the_ablations(monkeypatch):
+    from sapo_pipeline.pipelines import ablations, sapo_full
+
+    monkeypatch.chdir(REPO)
+    pipe = ablations.create_pipeline()
+    names = ("sapo_no_step_adv", "sapo_no_step_norm", "sapo_independent_reward")
+    assert {n.namespace for n in pipe.nodes} == {*names, None}
+    for name in names:
+        assert {f"{name}.train_rl_model", f"{name}.predict_test",
+                f"{name}.compute_metrics_valid"} <= {n.name for n in pipe.nodes}
+    report = next(n for n in pipe.nodes if n.name == "ablations_report_test")
+    assert report.tags == {"ablations"}
+    assert report.outputs == ["ablations_test_report", "ablations_test_table",
+                              "ablations_test_figure"]
+    # beside what sapo_full trained on the same run root: read from the catalog, not rebuilt
+    compared = {i.split(".")[0] for i in report.inputs if i.endswith(".metrics_test")}
+    assert compared == {"sft_reasoning", "grpo", "sapo", *names}
+    assert {"sapo.metrics_test", "reason_model"} <= pipe.inputs()
+    full = {n.namespace for n in sapo_full.create_pipeline().nodes}
+    assert not full & set(names)

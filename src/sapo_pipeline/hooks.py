@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -130,7 +131,7 @@ class NodeTimingHooks:
         if not self._nodes:
             return
         summary = summarise_timings(self._nodes, time.perf_counter() - self._run_start)
-        summary["run"] = self._run_params
+        summary["run"] = {**self._run_params, "code": code_version(self._project_path)}
         for name, seconds in summary["by_tag"].items():
             log.info("wall time %-24s %8.1f s", name, seconds)
         log.info("wall time %-24s %8.1f s", "total", summary["total_seconds"])
@@ -141,6 +142,21 @@ class NodeTimingHooks:
         target = (self._project_path or Path(".")) / directory / f"{stamp}-{run_id}.json"
         write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
         log.info("node timings written to %s", target)
+
+
+def code_version(project_path: Path | None) -> dict | None:
+    """The git commit of the project and whether its tracked files differ from it (None when
+    the project is not a git work tree or git is missing): the code a run's figures came from."""
+    cwd = str(project_path or ".")
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=cwd, capture_output=True, text=True, timeout=30,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": sha, "dirty": bool(dirty)}
 
 
 def summarise_timings(nodes: list[dict], total_seconds: float) -> dict:

@@ -250,11 +250,12 @@ def _row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |"
 
 
-def plot_report(report: dict[str, Any], k: int = 10) -> Any:
-    """A matplotlib Figure: every ranking metric @k per method with CI error bars (Agg, no
-    pyplot)."""
+def plot_report(report: dict[str, Any], k: int | None = None) -> Any:
+    """A matplotlib Figure: every ranking metric @k (default: the report's largest K) per method
+    with CI error bars (Agg, no pyplot)."""
     from matplotlib.figure import Figure
 
+    k = k or int(max(report.get("ks") or [10]))
     methods = [m["method"] for m in report["methods"]]
     colors = ["#999999" if m.get("baseline") else "#4C72B0" for m in report["methods"]]
     fig = Figure(figsize=(max(6.0, 1.2 * len(methods) + 3), 3.8))

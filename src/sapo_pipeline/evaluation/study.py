@@ -38,18 +38,20 @@ from sapo_pipeline.evaluation.stats import Interval
 log = logging.getLogger(__name__)
 
 
-def load_run(root: str | Path, split: str = "test", label: str | None = None) -> list[Run]:
-    """Every model of the run under ``root`` on ``split``, named ``<model>@<label>`` (default
-    label: the root's folder name)."""
+def load_run(root: str | Path, split: str = "test", label: str | None = None,
+             report: str = "evaluation") -> list[Run]:
+    """Every model of the run under ``root`` on ``split`` in its ``<report>_<split>.json``
+    (``evaluation``: sapo_full's; ``ablations``: the ablations pipeline's), named
+    ``<model>@<label>`` (default label: the root's folder name)."""
     root = Path(root)
-    report_path = root / "08_reporting" / f"evaluation_{split}.json"
+    report_path = root / "08_reporting" / f"{report}_{split}.json"
     if not report_path.is_file():
         raise FileNotFoundError(f"{root}: no {report_path.relative_to(root)} (was the evaluate "
                                 f"pipeline run with run_root={root}?)")
-    report = json.loads(report_path.read_text(encoding="utf-8"))
+    content = json.loads(report_path.read_text(encoding="utf-8"))
     label = label or root.name
     runs = []
-    for row in report["methods"]:
+    for row in content["methods"]:
         for model in row["runs"]:
             metrics = root / "07_model_output" / "evaluate" / model / f"sample_metrics_{split}.parquet"
             summary = root / "08_reporting" / "evaluate" / model / f"metrics_{split}.json"
@@ -64,12 +66,21 @@ def load_run(root: str | Path, split: str = "test", label: str | None = None) ->
     return runs
 
 
-def run_pairs(root: str | Path, split: str = "test") -> list[tuple[str, str]]:
+def run_pairs(root: str | Path, split: str = "test",
+              report: str = "evaluation") -> list[tuple[str, str]]:
     """The paired tests of one run's own report (SAPO against every method, each RL method
     against its Stage-2 start, ...), so that the study tests the same family."""
-    path = Path(root) / "08_reporting" / f"evaluation_{split}.json"
-    report = json.loads(path.read_text(encoding="utf-8"))
-    return list(dict.fromkeys((t["reference"], t["other"]) for t in report["paired_tests"]))
+    path = Path(root) / "08_reporting" / f"{report}_{split}.json"
+    tests = json.loads(path.read_text(encoding="utf-8"))["paired_tests"]
+    return list(dict.fromkeys((t["reference"], t["other"]) for t in tests))
+
+
+def run_metrics(root: str | Path, split: str = "test",
+                report: str = "evaluation") -> tuple[str, ...]:
+    """The metrics of the paired tests of one run's own report, in order."""
+    path = Path(root) / "08_reporting" / f"{report}_{split}.json"
+    tests = json.loads(path.read_text(encoding="utf-8"))["paired_tests"]
+    return tuple(dict.fromkeys(t["metric"] for t in tests if "metric" in t))
 
 
 def two_level_ci(values: np.ndarray, n_resamples: int = 1000, confidence: float = 0.95,
@@ -105,18 +116,24 @@ def _same_models(per_root: Sequence[list[Run]], roots: Sequence[Path]) -> None:
 def build_study(roots: Sequence[str | Path], *, dataset: str, split: str = "test",
                 reference_method: str = "sapo", n_bootstrap: int = 1000,
                 n_permutations: int = 10000, confidence: float = 0.95, seed: int = 0,
-                paired_metrics: Sequence[str] = ("ndcg@10", "recall@10")) -> dict[str, Any]:
-    """The report of the runs under ``roots`` (one per seed), with two-level CIs."""
+                paired_metrics: Sequence[str] | None = None,
+                report_name: str = "evaluation") -> dict[str, Any]:
+    """The report of the runs under ``roots`` (one per seed), with two-level CIs, from each
+    run's ``<report_name>_<split>.json`` (``evaluation`` or ``ablations``); the paired metrics
+    default to those of the first run's report."""
     roots = [Path(r) for r in roots]
     if len({r.resolve() for r in roots}) != len(roots):
         raise ValueError(f"build_study: a run root is listed twice: {[str(r) for r in roots]}")
-    per_root = [load_run(root, split, f"{i}:{root.name}") for i, root in enumerate(roots)]
+    per_root = [load_run(root, split, f"{i}:{root.name}", report_name)
+                for i, root in enumerate(roots)]
     _same_models(per_root, roots)
     runs = [run for runs in per_root for run in runs]
+    if paired_metrics is None:
+        paired_metrics = run_metrics(roots[0], split, report_name) or ("ndcg@10", "recall@10")
     report = build_report(
         runs, dataset=dataset, split=split, reference_method=reference_method,
         paired_metrics=paired_metrics, n_bootstrap=n_bootstrap, n_permutations=n_permutations,
-        confidence=confidence, seed=seed, extra_pairs=run_pairs(roots[0], split),
+        confidence=confidence, seed=seed, extra_pairs=run_pairs(roots[0], split, report_name),
         notes=[f"{len(roots)} runs (seeds): " + ", ".join(str(r) for r in roots),
                "CIs: two-level bootstrap, seeds then rows; paired tests on the rows, each row "
                "averaged over the seeds"])
@@ -130,16 +147,20 @@ def build_study(roots: Sequence[str | Path], *, dataset: str, split: str = "test
                           for n, c in zip(names, cis)}
     report["ci_method"] = cis[0].method if report["methods"] else None
     report["run_roots"] = [str(r) for r in roots]
+    report["report_name"] = report_name
     return report
 
 
 def write_study(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """``study_<split>.json``, ``.md`` and ``.png`` under ``out_dir`` (written atomically)."""
+    """``study_<split>.json``, ``.md`` and ``.png`` under ``out_dir`` (written atomically;
+    ``ablations_study_<split>.*`` for a study of the ablations reports)."""
     from sapo_pipeline.evaluation.report import plot_report, render_markdown
     from sapo_pipeline.io_utils import write_text_atomically
 
     out = Path(out_dir)
-    stem = out / f"study_{report['split']}"
+    name = report.get("report_name", "evaluation")
+    stem = out / (f"study_{report['split']}" if name == "evaluation"
+                  else f"{name}_study_{report['split']}")
     write_text_atomically(stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     write_text_atomically(stem.with_suffix(".md"), render_markdown(report))
     figure = plot_report(report)
@@ -160,10 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test")
     parser.add_argument("--out", required=True, help="folder for study_<split>.json/.md/.png")
     parser.add_argument("--n-bootstrap", type=int, default=1000)
+    parser.add_argument("--report", default="evaluation",
+                        help="the run reports to aggregate: evaluation (sapo_full) | ablations")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = build_study(args.roots, dataset=args.dataset, split=args.split,
-                         n_bootstrap=args.n_bootstrap)
+                         n_bootstrap=args.n_bootstrap, report_name=args.report)
     for path in write_study(report, args.out):
         log.info("wrote %s", path)
     return 0

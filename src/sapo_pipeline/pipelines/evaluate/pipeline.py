@@ -103,6 +103,14 @@ def create_pipeline(models: Sequence[str | ModelSpec] | None = None,
     if unknown or not splits:
         raise ValueError(f"evaluate: splits must be among train/valid/test, got {list(splits)}")
     pipe = sum((model_pipeline(s, splits) for s in specs), Pipeline([]))
+    return pipe + report_pipeline(specs, splits)
+
+
+def report_pipeline(specs: Sequence[ModelSpec], splits: Sequence[str] = SPLITS,
+                    report: str = "evaluation", cost: bool = True) -> Pipeline:
+    """One comparison report per split of ``specs`` (``<report>_<split>_report`` / ``_table`` /
+    ``_figure``, node ``<report>_report_<split>``; the ``evaluation`` report's node keeps its
+    name ``comparison_report_<split>``) and, with ``cost``, the RL training-cost report."""
     # The report nodes read every model's namespaced outputs (``<model>.metrics_test``): their
     # dots are Kedro's namespaces, which its check of a node outside a namespace takes for
     # hand-written dotted names. Its warning is silenced here, and its warn-once flag left as it
@@ -111,13 +119,14 @@ def create_pipeline(models: Sequence[str | ModelSpec] | None = None,
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="One or more dataset names contain '.'",
                                 category=UserWarning)
-        reports = _report_pipeline(specs, splits)
+        reports = _report_nodes(specs, splits, report, cost)
     setattr(Node, _KEDRO_DOTTED_FLAG, warned)
-    return pipe + reports
+    return Pipeline(reports)
 
 
-def _report_pipeline(specs: Sequence[ModelSpec], splits: Sequence[str]) -> Pipeline:
-    """One comparison report per split, and the RL training-cost report."""
+def _report_nodes(specs: Sequence[ModelSpec], splits: Sequence[str], report: str,
+                  cost: bool) -> list[Node]:
+    tag = "evaluate" if report == "evaluation" else report
     reports = []
     for split in splits:
         per_model = [f"{s.name}.{kind}_{split}" for s in specs
@@ -125,13 +134,13 @@ def _report_pipeline(specs: Sequence[ModelSpec], splits: Sequence[str]) -> Pipel
         reports.append(Node(
             nodes.make_comparison_report(specs, split),
             ["samples", "params:evaluate", *per_model],
-            [f"evaluation_{split}_report", f"evaluation_{split}_table",
-             f"evaluation_{split}_figure"],
-            name=f"comparison_report_{split}", tags=["evaluate"]))
+            [f"{report}_{split}_report", f"{report}_{split}_table", f"{report}_{split}_figure"],
+            name=(f"comparison_report_{split}" if report == "evaluation"
+                  else f"{report}_report_{split}"), tags=[tag]))
     trained = [s for s in specs if s.training_log]
-    if trained:
+    if cost and trained:
         reports.append(Node(
             nodes.make_rl_cost_report(trained), ["params:evaluate", *(s.training_log for s in trained)],
             ["rl_cost_report", "rl_cost_table", "rl_cost_figure"], name="rl_cost_report",
             tags=["evaluate"]))
-    return Pipeline(reports)
+    return reports
