@@ -175,3 +175,30 @@ def test_ranking_sums_score_the_target_rank_of_each_beam_list():
             [B(codes=(5, 6), score=-0.2), B(codes=(0, 0), score=-3.0)]]   # target at rank 0
     ndcg, recall = ranking_sums(hits, np.array([[0, 1], [1, 1], [5, 6]]))
     assert recall == 2.0 and ndcg == pytest.approx(1 / np.log2(3) + 1.0)
+
+
+def test_without_think_loss_only_the_decisions_carry_loss_and_it_still_learns(tmp_path):
+    from types import SimpleNamespace
+
+    from rl_fakes import CODES, EOS, THINK_CLOSE, sid_id
+
+    from sapo_pipeline.rl.trainer import decision_ids, decision_tokens
+
+    source = ToySource(toy_trie())
+    with pytest.raises(ValueError, match="think_loss=false needs"):
+        decision_ids(source)
+    source.vocab = SimpleNamespace(
+        sid_ids=torch.tensor([sid_id(lv, c) for lv in range(LEVELS) for c in range(CODES)]),
+        think_close_id=THINK_CLOSE, eos_id=EOS)
+    ids = decision_ids(source)
+    seq = torch.tensor([[THINK_CLOSE, 4, sid_id(0, 1), EOS, 5]])
+    assert decision_tokens(seq, ids).tolist() == [[True, False, True, True, False]]
+    kw = dict(steps=40, group_size=8, lr=0.01)
+    full = train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()),
+                    _cfg(SAPOConfig, tmp_path / "a", **kw))
+    decisions = train_rl(tiny_model(), toy_prompts(4), source,
+                         _cfg(SAPOConfig, tmp_path / "b", think_loss=False, **kw))
+    share = [np.mean([r["loss_token_share"] for r in res.log]) for res in (full, decisions)]
+    assert share[1] < share[0]  # the sampled thinking words carry no loss
+    exact = [r[f"reward_step{LEVELS}"] for r in decisions.log]
+    assert sum(exact[-5:]) / 5 > sum(exact[:5]) / 5 + 0.3

@@ -95,6 +95,12 @@ class RLTrainConfig:
                           "weighted). A low weight keeps a sparse-reward update from being "
                           "mostly the push-down of failed responses."},
     )
+    think_loss: bool = field(
+        default=True,
+        metadata={"help": "Thinking tokens carry the policy loss (the method as published). "
+                          "false: only the decisions do (SID tokens, </think>, eos); the thinking "
+                          "text stays in the context but is not reinforced."},
+    )
     std: str = field(
         default="sample",
         metadata={"help": "Group std: sample (Bessel, divides by G - 1; as torch.std and TRL's "
@@ -210,6 +216,8 @@ class RLTrainConfig:
         if not 0.0 < self.clip_eps < 1.0:
             raise ValueError(f"{o}.clip_eps={self.clip_eps}: must be in (0, 1)")
         check_positive(o, "beta", self.beta, allow_zero=True)
+        if not isinstance(self.think_loss, bool):
+            raise ValueError(f"{o}.think_loss={self.think_loss!r}: must be a boolean")
         if isinstance(self.negative_weight, bool) or not 0.0 <= self.negative_weight <= 1.0:
             raise ValueError(f"{o}.negative_weight={self.negative_weight!r}: must be in [0, 1]")
         if not 0.0 < self.top_p <= 1.0:

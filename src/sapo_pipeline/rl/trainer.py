@@ -133,6 +133,22 @@ def ranking_sums(hits: Sequence[Sequence[Any]], targets: np.ndarray) -> tuple[fl
     return float(ndcg_of_ranks(ranks, 1 << 30).sum()), float((ranks >= 0).sum())
 
 
+def decision_ids(source: RolloutSource) -> torch.Tensor:
+    """The token ids that are decisions (every SID token, ``</think>``, eos) of the source's
+    vocabulary (for ``think_loss: false``)."""
+    vocab = getattr(source, "vocab", None)
+    if vocab is None:
+        raise ValueError("think_loss=false needs a rollout source with a SID vocabulary "
+                         f"(.vocab); {type(source).__name__} has none")
+    return torch.cat([vocab.sid_ids.long(),
+                      torch.tensor([vocab.think_close_id, vocab.eos_id], dtype=torch.long)])
+
+
+def decision_tokens(sequences: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """bool ``[N, T]``: the positions of ``sequences`` holding one of ``ids``."""
+    return torch.isin(sequences, ids.to(sequences.device))
+
+
 def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrainConfig, *,
              valid: PromptSet | None = None, reference: Any | None = None,
              callbacks: Sequence[Callable[[StepInfo], None]] = (),
@@ -158,6 +174,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         raise ValueError(f"{type(cfg).__name__}.minibatch_groups={mb_groups} does not divide the "
                          f"{local} groups per process and step")
     method = method_of(cfg)  # TypeError for a config of no declared method
+    decisions = None if cfg.think_loss else decision_ids(source)
     if prompts.levels < 1:
         raise ValueError("RL prompts: targets without SID levels")
     plan = PromptPlan(len(prompts), cfg.prompts_per_step, cfg.seed)
@@ -276,6 +293,8 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         # ---- rewards, advantages, pi_old, pi_ref
         t1 = time.perf_counter()
         mask = rollout.sampled_mask
+        if not cfg.think_loss:
+            mask = mask & decision_tokens(rollout.sequences, decisions)
         adv = compute_advantages(cfg, rollout, mask)
         t_adv = time.perf_counter() - t1  # rewards + advantages: where the methods differ
         stats = StepAccumulator(levels, device)
