@@ -1,6 +1,7 @@
 """The user's path through an interruption: ``kill -9`` of ``kedro run`` in the middle of Stage 1,
 Stage 2 and an RL method, then the same command again, resumes from the last checkpoint and ends
-with the weights and metrics of an uninterrupted run."""
+with the weights and metrics of an uninterrupted run; a killed evaluation leaves no half-written
+output and, run again, ends with the metrics of an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -83,6 +84,55 @@ def test_kill_9_of_each_training_stage_then_rerun_ends_as_an_uninterrupted_run(t
         straight = (project / "data" / "straight" / "08_reporting" / report).read_text()
         resumed = (project / "data" / "killed" / "08_reporting" / report).read_text()
         assert _without_clock(straight, report) == _without_clock(resumed, report), report
+    _kill_9_of_evaluate(project)
+
+
+def _complete(path: Path) -> bool:
+    """Whether a dataset file that exists under its final name reads back whole."""
+    import polars as pl
+
+    try:
+        if path.suffix == ".parquet":
+            pl.read_parquet(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+    except Exception:  # noqa: BLE001 - any failure to read back means a half-written file
+        return False
+    return True
+
+
+def _kill_9_of_evaluate(project: Path) -> None:
+    """``kill -9`` of the evaluation of the Stage-1, Stage-2 and SAPO models as soon as its
+    first output appears: every output file that exists then reads back whole (atomic writes:
+    nothing half-written carries a final name), and the same command again ends with the per-row
+    metrics of an uninterrupted evaluation."""
+    import polars as pl
+
+    args = ["--pipelines=evaluate", "--namespaces=sid_only,sft_reasoning,sapo"]
+    kedro(project, *_run_args("data/straight", args))
+    killed = project / "data" / "killed"
+    out = killed / "07_model_output" / "evaluate"
+    proc = _start(project, _run_args("data/killed", args))
+    deadline = time.monotonic() + 600
+    while not any(p.is_file() for p in out.rglob("*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "evaluate wrote nothing"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the evaluation finished before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    files = [p for d in (out, killed / "08_reporting" / "evaluate") for p in d.rglob("*")
+             if p.is_file()]
+    finished = [p for p in files if p.suffix in (".parquet", ".json")]
+    assert finished and all(_complete(p) for p in finished), finished
+    metrics = {p.relative_to(killed) for p in finished if p.name.startswith("sample_metrics")}
+    assert len(metrics) < 6, "every model was scored before the kill: nothing was interrupted"
+    kedro(project, *_run_args("data/killed", args))
+    for model in ("sid_only", "sft_reasoning", "sapo"):
+        for split in ("valid", "test"):
+            name = Path("07_model_output/evaluate") / model / f"sample_metrics_{split}.parquet"
+            a = pl.read_parquet(project / "data" / "straight" / name)
+            b = pl.read_parquet(killed / name)
+            assert a.equals(b), name
 
 
 def _is_clock(name: str) -> bool:

@@ -297,7 +297,7 @@ def dataset_section(report: dict[str, Any], study_path: Path, figure: str) -> li
 def build_page(studies: Sequence[str | Path], out: str | Path) -> list[Path]:
     """Write the page and its figures; returns the paths written."""
     from sapo_pipeline.evaluation.report import plot_report
-    from sapo_pipeline.io_utils import write_text_atomically
+    from sapo_pipeline.io_utils import atomic_path, write_text_atomically
 
     out = Path(out)
     fig_dir = out.with_suffix("")
@@ -313,10 +313,8 @@ def build_page(studies: Sequence[str | Path], out: str | Path) -> list[Path]:
         kind = report.get("report_name", "evaluation")
         png = fig_dir / (f"{report['dataset']}_{report['split']}.png" if kind == "evaluation"
                          else f"{report['dataset']}_{kind}_{report['split']}.png")
-        figure = plot_report(report)
-        tmp = png.with_name(png.stem + ".tmp.png")
-        figure.savefig(tmp, dpi=110, bbox_inches="tight")
-        tmp.replace(png)
+        with atomic_path(png) as tmp:
+            plot_report(report).savefig(tmp, format="png", dpi=110, bbox_inches="tight")
         written.append(png)
         lines += dataset_section(report, study, f"{fig_dir.name}/{png.name}")
     write_text_atomically(out, "\n".join(lines).rstrip() + "\n")

@@ -155,7 +155,7 @@ def write_study(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """``study_<split>.json``, ``.md`` and ``.png`` under ``out_dir`` (written atomically;
     ``ablations_study_<split>.*`` for a study of the ablations reports)."""
     from sapo_pipeline.evaluation.report import plot_report, render_markdown
-    from sapo_pipeline.io_utils import write_text_atomically
+    from sapo_pipeline.io_utils import atomic_path, write_text_atomically
 
     out = Path(out_dir)
     name = report.get("report_name", "evaluation")
@@ -163,10 +163,8 @@ def write_study(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
                   else f"{name}_study_{report['split']}")
     write_text_atomically(stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     write_text_atomically(stem.with_suffix(".md"), render_markdown(report))
-    figure = plot_report(report)
-    tmp = stem.with_name(stem.name + ".tmp.png")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(stem.with_suffix(".png"))
+    with atomic_path(stem.with_suffix(".png")) as tmp:
+        plot_report(report).savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     return [stem.with_suffix(x) for x in (".json", ".md", ".png")]
 
 
