@@ -104,9 +104,10 @@ def test_parameters_command_lists_every_field_of_a_section_with_its_default_and_
     lines = capsys.readouterr().out.splitlines()
     assert "reason.train.lr: 0.0005  # Peak learning rate (AdamW)." in lines
     assert any(line.startswith("reason.train.betas: [0.9, 0.95]  # ") for line in lines)
-    assert len(lines) == len(dataclasses.fields(ReasonConfig)) - 2 + len(
-        dataclasses.fields(type(ReasonConfig().train))) + len(
-        dataclasses.fields(type(ReasonConfig().eval)))  # train and eval flattened
+    nested = ("train", "eval", "launcher")  # flattened: one line per field of each
+    assert len(lines) == len(dataclasses.fields(ReasonConfig)) - len(nested) + sum(
+        len(dataclasses.fields(type(getattr(ReasonConfig(), n)))) for n in nested)
+    assert any(line.startswith("reason.launcher.num_processes: 1  # ") for line in lines)
     assert main(["sapo"]) == 0
     assert "sapo.steps: 16  # " in capsys.readouterr().out
     with pytest.raises(SystemExit):

@@ -19,6 +19,7 @@ from sapo_pipeline.model.backbone_config import BackboneConfig
 from sapo_pipeline.model.tokenizer import TokenizerConfig
 from sapo_pipeline.teacher.prompts import PROMPT_RESPONSE_SEP, REASONING_TASK
 from sapo_pipeline.training import fields as common
+from sapo_pipeline.training.launch import LauncherConfig
 
 BATCHING_MODES = ("bucket", "pack", "random")
 OVERLONG_POLICIES = ("skip", "error")
@@ -244,6 +245,11 @@ class AlignConfig:
         default_factory=lambda: SidEvalConfig(max_examples=500),
         metadata={"help": "Valid SID accuracy after the stage."},
     )
+    launcher: LauncherConfig = field(
+        default_factory=LauncherConfig,
+        metadata={"help": "How the node trains: in its own process (num_processes 1) or "
+                          "launched on several with accelerate / torchrun."},
+    )
 
     def __post_init__(self) -> None:
         self.tasks = _check_tasks("AlignConfig", self.tasks)
@@ -283,6 +289,11 @@ class ReasonConfig:
     replay_max_rows: int | None = field(
         default=None,
         metadata={"help": "Seeded subset of the replayed train rows (null: all of them)."},
+    )
+    launcher: LauncherConfig = field(
+        default_factory=LauncherConfig,
+        metadata={"help": "How the node trains: in its own process (num_processes 1) or "
+                          "launched on several with accelerate / torchrun."},
     )
 
     def __post_init__(self) -> None:

@@ -184,12 +184,15 @@ class WorkDir:
         None when the checkpoint has no separate best weights."""
         raw = json.loads((ckpt / STATE_FILE).read_text(encoding="utf-8"))
         raw.pop("fingerprint", None)
+        # under a multi-process CPU launch the device is "cpu:<rank>", which torch.load cannot
+        # map storages to
+        where = torch.device("cpu") if device.type == "cpu" else device
         best = ckpt / "best.safetensors"
         return {
             "state": cls.state_type(**raw),
             "trainable": load_file(str(ckpt / "trainable.safetensors")),
             "best": load_file(str(best)) if best.is_file() else None,
-            "optimizer": torch.load(ckpt / "optimizer.pt", map_location=device, weights_only=True),
+            "optimizer": torch.load(ckpt / "optimizer.pt", map_location=where, weights_only=True),
             "scheduler": json.loads((ckpt / "scheduler.json").read_text(encoding="utf-8")),
             "rng": load_file(str(ckpt / "rng.safetensors")),
             "log": cls.decode_log((ckpt / LOG_FILE).read_text(encoding="utf-8")),

@@ -11,6 +11,7 @@ from sapo_pipeline.model.sft_config import AlignConfig
 from sapo_pipeline.model.sft_stages import build_tokenizer, evaluate_stage, train_align
 from sapo_pipeline.model.sft_state import log_to_csv
 from sapo_pipeline.parameters import load_section
+from sapo_pipeline.stages import launch_stage
 
 
 def _cfg(params: dict[str, Any]) -> AlignConfig:
@@ -26,8 +27,14 @@ def train_align_tokenizer(alignment_corpus: pl.DataFrame, reasoning_corpus: pl.D
 
 def train_align_model(alignment_corpus: pl.DataFrame, align_tokenizer: Any,
                       sid_table: pl.DataFrame, params: dict[str, Any]) -> tuple[Checkpoint, str]:
-    """Build the backbone and train it on the alignment corpus; the model and its log (CSV)."""
-    checkpoint, log = train_align(alignment_corpus, align_tokenizer, sid_table, _cfg(params))
+    """Build the backbone and train it on the alignment corpus; the model and its log (CSV).
+    With ``align.launcher.num_processes > 1`` the training runs under the launcher."""
+    cfg = _cfg(params)
+    if not cfg.launcher.in_process:
+        return launch_stage("align", params, cfg.launcher, cfg.train.work_dir,
+                            alignment_corpus=alignment_corpus, align_tokenizer=align_tokenizer,
+                            sid_table=sid_table)
+    checkpoint, log = train_align(alignment_corpus, align_tokenizer, sid_table, cfg)
     return checkpoint, log_to_csv(log)
 
 

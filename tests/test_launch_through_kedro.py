@@ -1,0 +1,111 @@
+"""Stage 1 through ``kedro run`` on two processes (``align.launcher``, accelerate and torchrun,
+gloo on CPU):
+the same model as one process on the same global batch, one copy of each output in the catalog,
+a failing rank's own error in the node's failure, and a killed launched run that resumes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from kedro_helpers import REPO, kedro, make_project
+
+TWO = "align.launcher.kind=torchrun,align.launcher.num_processes=2"
+TWO_ACCELERATE = "align.launcher.kind=accelerate,align.launcher.num_processes=2"
+
+
+def _args(root: str, params: str = "", nodes: tuple[str, ...] = ()) -> list[str]:
+    extra = ["--nodes", ",".join(nodes)] if nodes else ["--pipelines=align"]
+    return ["run", "--env", "smoke", *extra, "--params",
+            f"run_root={root}" + (f",{params}" if params else "")]
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = make_project(tmp_path_factory.mktemp("launch") / "p")
+    kedro(project, "run", "--env", "smoke", "--pipelines=ingest,sid_catalog,teacher_corpus",
+          "--params", "run_root=data/one")
+    return project
+
+
+def _copy_inputs(project: Path, root: str) -> None:
+    import shutil
+
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input"):
+        shutil.copytree(project / "data" / "one" / layer, project / "data" / root / layer,
+                        dirs_exist_ok=True)
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_model_one_process_trains_on_the_same_global_batch(project):
+    # one process with two micro-batches per step = two processes with one each
+    kedro(project, *_args("data/one", "align.train.grad_accum=2"))
+    _copy_inputs(project, "two")
+    run = kedro(project, *_args("data/two", TWO_ACCELERATE))
+    assert "launching 2 processes" in run.stdout + run.stderr
+    one = project / "data" / "one" / "06_models" / "align_model"
+    two = project / "data" / "two" / "06_models" / "align_model"
+    assert _max_diff(load_file(one / "model.safetensors"), load_file(two / "model.safetensors")) \
+        < 1e-6
+    # the catalog holds one model; the launch folder keeps only its run.json
+    launch = project / "data" / "two" / "06_models" / "align_work_launch"
+    assert sorted(p.name for p in launch.iterdir()) == ["run.json"]
+    assert len(list((project / "data" / "two" / "06_models").glob("align_model*"))) == 1
+    log_one = (project / "data" / "one" / "08_reporting" / "align_log.csv").read_text()
+    log_two = (project / "data" / "two" / "08_reporting" / "align_log.csv").read_text()
+    assert log_one.splitlines()[0] == log_two.splitlines()[0]
+    assert len(log_one.splitlines()) == len(log_two.splitlines())
+
+
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_node_with_its_own_error(project):
+    _copy_inputs(project, "bad")
+    kedro(project, *_args("data/bad", nodes=("train_align_tokenizer",)))
+    bad = kedro(project, *_args("data/bad", f"{TWO},align.backbone.kind=pretrained,"
+                                "align.backbone.path=/nonexistent/backbone",
+                                nodes=("train_align_model",)), check=False)
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert "rank 0 failed" in out and "/nonexistent/backbone" in out
+    errors = project / "data" / "bad" / "06_models" / "align_work_launch" / "errors"
+    assert {p.name for p in errors.iterdir()} == {"rank0.txt", "rank1.txt"}
+
+
+@pytest.mark.slow
+def test_a_killed_launched_run_resumes(project):
+    _copy_inputs(project, "killed")
+    params = f"{TWO},align.train.max_steps=12"
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "kedro", *_args("data/killed", params)],
+                            cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    marker = project / "data" / "killed" / "06_models" / "align_work" / "checkpoint-000003"
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the node and its launched workers
+    proc.wait(timeout=60)
+    assert not (project / "data" / "killed" / "06_models" / "align_model").exists()
+    again = kedro(project, *_args("data/killed", params))
+    assert "resuming from" in again.stdout + again.stderr
+    _copy_inputs(project, "straight12")
+    kedro(project, *_args("data/straight12", params))
+    a = load_file(project / "data" / "straight12" / "06_models" / "align_model"
+                  / "model.safetensors")
+    b = load_file(project / "data" / "killed" / "06_models" / "align_model" / "model.safetensors")
+    assert _max_diff(a, b) == 0.0
