@@ -202,3 +202,16 @@ def test_without_think_loss_only_the_decisions_carry_loss_and_it_still_learns(tm
     assert share[1] < share[0]  # the sampled thinking words carry no loss
     exact = [r[f"reward_step{LEVELS}"] for r in decisions.log]
     assert sum(exact[-5:]) / 5 > sum(exact[:5]) / 5 + 0.3
+
+
+def test_methods_side_by_side_one_colour_per_method_one_line_per_level(tmp_path):
+    from sapo_pipeline.rl.diagnostics import plot_methods
+
+    cfg = _cfg(SAPOConfig, tmp_path, steps=2, beta=0.0)
+    log = train_rl(tiny_model(), toy_prompts(4), ToySource(toy_trie()), cfg).log
+    fig = plot_methods({"sapo": log, "grpo": log})
+    reward = next(ax for ax in fig.axes if ax.get_title().startswith("reward per SID level"))
+    assert len(reward.get_lines()) == 2 * LEVELS  # per method, per level
+    assert {line.get_color() for line in reward.get_lines()} == {"#4C72B0", "#DD8452"}
+    zero_var = next(ax for ax in fig.axes if ax.get_title().startswith("zero-variance"))
+    assert zero_var.get_legend() is not None

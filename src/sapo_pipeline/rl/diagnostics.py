@@ -170,12 +170,22 @@ def plot_diagnostics(rows: Sequence[dict[str, Any]], title: str = "") -> Any:
                     ax.plot(xs, vs, linestyle="none", marker="o", markersize=4, label=name)
                 else:
                     ax.plot(xs, vs, marker="." if len(pts) < 30 else None, label=name)
-        ax.set_title(t, fontsize=9)
-        ax.set_xlabel("RL step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if len(names) > 1:
-            ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels):]:
+        _style(ax, t, legend=len(names) > 1)
+    return _finish(fig, axes, len(panels), title)
+
+
+def _style(ax: Any, title: str, legend: bool) -> None:
+    """A panel's title, axis label, tick size and legend (the grids of this module)."""
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("RL step", fontsize=8)
+    ax.tick_params(labelsize=7)
+    if legend:
+        ax.legend(fontsize=6)
+
+
+def _finish(fig: Any, axes: Any, used: int, title: str) -> Any:
+    """Blank the unused panels of a grid, set the title, lay it out."""
+    for ax in list(axes.flat)[used:]:
         ax.axis("off")
     if title:
         fig.suptitle(title)
@@ -232,13 +242,5 @@ def plot_methods(logs: dict[str, Sequence[dict[str, Any]]], title: str = "") -> 
                 kw = ({"linestyle": "none", "marker": "o", "markersize": 4}
                       if col.startswith("eval_") else {"linestyle": styles[j % len(styles)]})
                 ax.plot(xs, ys, color=colours[i % len(colours)], label=label, **kw)
-        ax.set_title(t, fontsize=9)
-        ax.set_xlabel("RL step", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        _style(ax, t, legend=True)
+    return _finish(fig, axes, len(panels), title)
