@@ -15,7 +15,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup browser run test lint repro viz bench clean-data
+.PHONY: setup browser run test lint repro viz viz-shots bench clean-data
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ repro: setup
 
 viz: setup
 	$(BIN)/kedro viz run --autoreload
+
+# Readable screenshots of the lineage (tour dismissed, names legible) into docs/viz/
+viz-shots: setup browser
+	$(BIN)/kedro viz build --include-hooks
+	$(BIN)/python -m sapo_pipeline.viz_shots build --out docs/viz
 
 bench: setup
 	$(BIN)/python bench/ingest/run.py

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
-import shutil
-import subprocess
-import threading
 from pathlib import Path
 
 import pytest
@@ -53,40 +48,24 @@ def test_every_pipeline_and_layer_appears(viz_build: Path):
         )
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    return None
-
-
-def test_screenshot_in_headless_chromium(viz_build: Path, tmp_path: Path):
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("Chromium not installed (Debian package 'chromium'; .ci/run installs it where apt works)")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(viz_build))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    shot = tmp_path / "kedro_viz.png"
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/"
-        subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1600,1000",
-             "--virtual-time-budget=15000", f"--screenshot={shot}", url],
-            check=True, capture_output=True, timeout=180,
-        )
-    finally:
-        server.shutdown()
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+def test_readable_screenshots_in_headless_chromium(viz_build: Path, tmp_path: Path):
+    """The two views of sapo_full and the RL namespaces, tour dismissed (make viz-shots)."""
     import matplotlib.image
     import numpy as np
 
-    pixels = matplotlib.image.imread(shot)[..., :3]
-    assert pixels.shape[:2] == (1000, 1600)  # the window asked for
-    colours = np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)
-    # a rendered flow (nodes, edges, text, the sidebar), not a blank or single-colour page
-    assert len(colours) > 100 and pixels.std() > 0.02
+    from sapo_pipeline.viz_shots import SHOTS, chromium, take
+
+    if chromium() is None:
+        pytest.skip("Chromium not installed (Debian package 'chromium'; .ci/run installs it where apt works)")
+    shots = take(viz_build, tmp_path / "shots", size=(1600, 1000))
+    assert [p.name for p in shots] == [f"{s.name}.png" for s in SHOTS]
+    assert not (viz_build / "sapo-shot.html").exists()  # the loader page is removed again
+    for shot in shots:
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        pixels = matplotlib.image.imread(shot)[..., :3]
+        assert pixels.shape[:2] == (1000, 1600)  # the window asked for
+        colours = np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+        # a rendered flow (nodes, edges, text, the sidebar), not a blank or single-colour page
+        assert len(colours) > 100 and pixels.std() > 0.02, shot.name
+        # the light theme: the tour's dark overlay would make the page mostly dark
+        assert pixels.mean() > 0.6, shot.name
