@@ -139,14 +139,17 @@ def _key(codes: Any) -> tuple[int, ...]:
 
 
 class SIDTrie:
-    """Prefix trie over a catalog's SIDs (all of one length, all unique).
+    """Prefix trie over a catalog's SIDs (all of one length, unique unless ``allow_shared``).
+
+    ``allow_shared`` (the published MiniOneRec index, which has collisions): a SID shared by
+    several items maps to the lowest of their ids; ``len`` counts SIDs.
 
     ``children(prefix)`` returns the sorted array of codes that may follow ``prefix`` (the empty
     tuple gives the allowed first-level codes; a complete SID gives an empty array). A prefix that
     is not a prefix of any catalog SID raises ``KeyError``.
     """
 
-    def __init__(self, item_ids: Iterable[int], codes: Any):
+    def __init__(self, item_ids: Iterable[int], codes: Any, allow_shared: bool = False):
         ids = np.asarray(
             list(item_ids) if not isinstance(item_ids, np.ndarray) else item_ids, dtype=np.int64
         )
@@ -156,9 +159,12 @@ class SIDTrie:
         if len(mat) == 0:
             raise ValueError("SIDTrie: empty catalog")
         self.levels = int(mat.shape[1])
+        self.allow_shared = bool(allow_shared)
         self._items: dict[tuple[int, ...], int] = {}
-        for item, row in zip(ids.tolist(), mat.tolist()):
+        for item, row in sorted(zip(ids.tolist(), mat.tolist())):
             key = tuple(row)
+            if key in self._items and self.allow_shared:
+                continue  # the lowest item id stands for the SID
             if key in self._items:
                 raise ValueError(
                     f"SIDTrie: SID {format_sid(key)} is shared by items {self._items[key]} and "
@@ -219,7 +225,8 @@ class SIDTrie:
     # -- (de)serialisation ---------------------------------------------------------------
     @classmethod
     def from_table(cls, table: pl.DataFrame) -> SIDTrie:
-        """Build from a :func:`build_sid_table` frame (columns ``item_id`` and ``codes``)."""
+        """Build from a :func:`build_sid_table` frame (columns ``item_id`` and ``codes``); a
+        ``shared_sid`` column (the published index's table) allows shared SIDs."""
         missing = [c for c in ("item_id", "codes") if c not in table.columns]
         if missing:
             raise ValueError(f"SIDTrie.from_table: missing columns {missing}")
@@ -228,16 +235,20 @@ class SIDTrie:
             raise ValueError(f"SIDTrie.from_table: SIDs have different lengths {sorted(lengths)}")
         if table["codes"].list.eval(pl.element().is_null()).list.any().any():
             raise ValueError("SIDTrie.from_table: null code in column 'codes'")
-        return cls(table["item_id"].to_numpy(), np.array(table["codes"].to_list(), dtype=np.int64))
+        return cls(table["item_id"].to_numpy(), np.array(table["codes"].to_list(), dtype=np.int64),
+                   allow_shared="shared_sid" in table.columns)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form: ``{"levels": K, "items": [...], "codes": [[...], ...]}``."""
         order = sorted(self._items.items(), key=lambda kv: kv[1])
-        return {
+        out = {
             "levels": self.levels,
             "items": [item for _, item in order],
             "codes": [list(key) for key, _ in order],
         }
+        if self.allow_shared:
+            out["allow_shared"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SIDTrie:
@@ -250,5 +261,6 @@ class SIDTrie:
             np.array(data["codes"], dtype=np.int64).reshape(
                 len(data["codes"]), int(data["levels"])
             ),
+            allow_shared=bool(data.get("allow_shared", False)),
         )
         return trie

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-QUANTIZERS = ("rqvae", "rqkmeans")
+QUANTIZERS = ("rqvae", "rqkmeans", "published")
 COLLISION_METHODS = ("sinkhorn", "extra_level")
 
 
@@ -158,7 +158,17 @@ class SIDCatalogConfig:
     levels: int = field(default=3, metadata={"help": "SID length K (levels of residual codes)."})
     codebook_size: int = field(default=256, metadata={"help": "Codes per level C."})
     seed: int = field(default=42, metadata={"help": "Seed of the quantiser."})
-    quantizer: str = field(default="rqvae", metadata={"help": f"One of {QUANTIZERS}."})
+    quantizer: str = field(
+        default="rqvae",
+        metadata={"help": f"One of {QUANTIZERS}: train an RQ-VAE / residual k-means on the item "
+                          "embeddings, or take the published MiniOneRec index (published_index)."},
+    )
+    published_index: str | None = field(
+        default=None,
+        metadata={"help": "quantizer=published: the MiniOneRec <Category>.index.json (e.g. "
+                          "../shared/data/amazon/Office_Products/minionerec/index/"
+                          "Office_Products.index.json); its SID collisions are kept (sid.published)."},
+    )
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     rqvae: RQVAEConfig = field(default_factory=lambda: RQVAEConfig(epochs=300))
     rqkmeans: RQKMeansParams = field(default_factory=RQKMeansParams)
@@ -167,6 +177,10 @@ class SIDCatalogConfig:
     def __post_init__(self) -> None:
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"quantizer {self.quantizer!r} unknown; use one of {QUANTIZERS}")
+        if (self.quantizer == "published") != bool(self.published_index):
+            raise ValueError("published_index is needed with quantizer=published, and only then "
+                             f"(quantizer={self.quantizer!r}, published_index="
+                             f"{self.published_index!r})")
         if not 1 <= self.levels <= 25 or self.codebook_size < 2:
             raise ValueError("levels must be in 1..25 and codebook_size >= 2")
         self.rqvae = replace(self.rqvae, levels=self.levels, codebook_size=self.codebook_size, seed=self.seed)

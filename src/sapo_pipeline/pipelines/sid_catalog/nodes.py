@@ -13,6 +13,7 @@ from sapo_pipeline.sid.build import assign_sids, catalog_report
 from sapo_pipeline.sid.catalog import SIDTrie
 from sapo_pipeline.sid.embeddings import embed_texts, item_texts
 from sapo_pipeline.sid.plots import plot_sid_catalog
+from sapo_pipeline.sid.published import published_sid_table
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,15 @@ def embed_items(items: pl.DataFrame, params: dict[str, Any]) -> np.ndarray:
 def assign_semantic_ids(
     items: pl.DataFrame, item_embeddings: np.ndarray, params: dict[str, Any]
 ) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
-    """Train the quantiser and give every item a unique SID."""
+    """Train the quantiser and give every item a unique SID (or take the published index's)."""
     cfg = load_section("sid_catalog", params)
+    if cfg.quantizer == "published":
+        table, resolution = published_sid_table(items, cfg.published_index, cfg.levels,
+                                                cfg.codebook_size)
+        codes = np.array(table["codes"].to_list(), dtype=np.int64)
+        info = {"resolution": resolution, "reconstruction_mse": None, "history": [],
+                "levels_out": cfg.levels}
+        return table, {"published_codes": codes}, info
     result = assign_sids(items["item_id"].to_numpy(), item_embeddings, cfg)
     info = {
         "resolution": result.resolution,
