@@ -261,7 +261,10 @@ def dataset_section(report: dict[str, Any], study_path: Path, figure: str) -> li
            f"- Seeds: {n_seeds} (run roots: {', '.join(f'`{r}`' for r in roots)}).",
            f"- Intervals: {report.get('ci_method') or 'bootstrap over rows'}; paired tests on "
            "the same rows, each row averaged over the seeds, Holm-adjusted over the family.",
-           f"- Catalog: {report['collision_note']}.", ""]
+           f"- Catalog: {report['collision_note']}."]
+    out += [f"- Note: {n}" for n in report.get("notes", [])
+            if not n.startswith(("CIs:", f"{len(roots)} runs"))]  # said above
+    out += [""]
     if n_seeds < 3:
         out += [f"**{n_seeds} seed only**: single-run numbers; the paired tests cover row "
                 "sampling, not the spread between seeds.", ""]

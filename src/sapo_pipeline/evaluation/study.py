@@ -66,20 +66,23 @@ def load_run(root: str | Path, split: str = "test", label: str | None = None,
     return runs
 
 
+def _run_report(root: str | Path, split: str, report: str) -> dict[str, Any]:
+    path = Path(root) / "08_reporting" / f"{report}_{split}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def run_pairs(root: str | Path, split: str = "test",
               report: str = "evaluation") -> list[tuple[str, str]]:
     """The paired tests of one run's own report (SAPO against every method, each RL method
     against its Stage-2 start, ...), so that the study tests the same family."""
-    path = Path(root) / "08_reporting" / f"{report}_{split}.json"
-    tests = json.loads(path.read_text(encoding="utf-8"))["paired_tests"]
+    tests = _run_report(root, split, report)["paired_tests"]
     return list(dict.fromkeys((t["reference"], t["other"]) for t in tests))
 
 
 def run_metrics(root: str | Path, split: str = "test",
                 report: str = "evaluation") -> tuple[str, ...]:
     """The metrics of the paired tests of one run's own report, in order."""
-    path = Path(root) / "08_reporting" / f"{report}_{split}.json"
-    tests = json.loads(path.read_text(encoding="utf-8"))["paired_tests"]
+    tests = _run_report(root, split, report)["paired_tests"]
     return tuple(dict.fromkeys(t["metric"] for t in tests if "metric" in t))
 
 
@@ -134,7 +137,8 @@ def build_study(roots: Sequence[str | Path], *, dataset: str, split: str = "test
         runs, dataset=dataset, split=split, reference_method=reference_method,
         paired_metrics=paired_metrics, n_bootstrap=n_bootstrap, n_permutations=n_permutations,
         confidence=confidence, seed=seed, extra_pairs=run_pairs(roots[0], split, report_name),
-        notes=[f"{len(roots)} runs (seeds): " + ", ".join(str(r) for r in roots),
+        notes=[*_run_report(roots[0], split, report_name).get("notes", []),
+               f"{len(roots)} runs (seeds): " + ", ".join(str(r) for r in roots),
                "CIs: two-level bootstrap, seeds then rows; paired tests on the rows, each row "
                "averaged over the seeds"])
     first = per_root[0][0]
