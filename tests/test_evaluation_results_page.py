@@ -13,10 +13,11 @@ from sapo_pipeline.evaluation.study import build_study, write_study
 
 
 def _timing(root: Path, total: float, params: dict, stamp: str = "20260101T000000Z",
-            nodes: int = 2) -> None:
+            nodes: int = 2, by_tag: dict | None = None) -> None:
     d = root / "08_reporting" / "run_timings"
     d.mkdir(parents=True, exist_ok=True)
-    record = {"total_seconds": total, "by_tag": {"align": total / 2, "rl": total / 4},
+    record = {"total_seconds": total,
+              "by_tag": by_tag if by_tag is not None else {"align": total / 2, "rl": total / 4},
               "nodes": [{"node": f"n{i}", "tags": ["align"], "seconds": 0.0} for i in range(nodes)],
               "run": {"pipeline_names": ["sapo_full"], "env": "industrial",
                       "runtime_params": params, "code": {"commit": "0123456789abcdef",
@@ -30,7 +31,8 @@ def page(tmp_path_factory) -> tuple[Path, str]:
     roots, _ = study_roots(tmp)  # sapo = sft + 0.1 on every row; grpo = sft; popularity 0.05
     for seed, (root, total) in enumerate(zip(roots, (100.0, 300.0, 200.0), strict=True)):
         _timing(root, total, {"ingest": {"source": {"path": "raw dir"}}, "seed": seed})
-        _timing(root, 1.0, {}, stamp="20260102T000000Z", nodes=1)  # a later, partial run
+        # a later run of one more stage into the same root (e.g. the evaluation alone)
+        _timing(root, 1.0, {}, stamp="20260102T000000Z", nodes=1, by_tag={"evaluate": 1.0})
     report = build_study(roots, dataset="embedded_default", n_bootstrap=200,
                          n_permutations=500)
     study = write_study(report, tmp / "study")[0]
@@ -56,11 +58,13 @@ def test_targets_table_figure_timings_and_commands(page):
     png = out.parent / "results" / "embedded_default_test.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](results/embedded_default_test.png)" in text
-    # the timing record covering the most nodes of each run; medians 200 / 100 / 50
-    assert "| wall s | 100 | 50 | 200 |" in text
+    # per root the latest run of each stage; medians over the roots: align 100, rl 50,
+    # evaluate 1; sum 151
+    assert "| | align | rl | evaluate | sum |" in text and "| wall s | 100 | 50 | 1 | 151 |" in text
     assert ("kedro run --pipelines=sapo_full --env industrial --params "
             "'ingest.source.path=raw dir,seed=1'  # code 0123456789") in text
-    assert "python -m sapo_pipeline.evaluation.study " in text
+    assert "python -m sapo_pipeline.evaluation.study " in text and "--n-bootstrap 200" in text
+    assert text.count("kedro run --pipelines=sapo_full --env industrial") == 6  # 2 per root
     assert text.count("python -m sapo_pipeline.evaluation.results_page") == 1
 
 

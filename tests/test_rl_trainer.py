@@ -177,7 +177,7 @@ def test_ranking_sums_score_the_target_rank_of_each_beam_list():
     assert recall == 2.0 and ndcg == pytest.approx(1 / np.log2(3) + 1.0)
 
 
-def test_without_think_loss_only_the_decisions_carry_loss_and_it_still_learns(tmp_path):
+def test_without_think_loss_only_the_decisions_carry_advantage_and_it_still_learns(tmp_path):
     from types import SimpleNamespace
 
     from rl_fakes import CODES, EOS, THINK_CLOSE, sid_id
@@ -198,10 +198,19 @@ def test_without_think_loss_only_the_decisions_carry_loss_and_it_still_learns(tm
                     _cfg(SAPOConfig, tmp_path / "a", **kw))
     decisions = train_rl(tiny_model(), toy_prompts(4), source,
                          _cfg(SAPOConfig, tmp_path / "b", think_loss=False, **kw))
-    share = [np.mean([r["loss_token_share"] for r in res.log]) for res in (full, decisions)]
-    assert share[1] < share[0]  # the sampled thinking words carry no loss
+    # the same tokens count in the means: only the advantages of the thinking words are 0
+    assert [r["loss_token_share"] for r in full.log][:1] == [
+        r["loss_token_share"] for r in decisions.log][:1]
     exact = [r[f"reward_step{LEVELS}"] for r in decisions.log]
     assert sum(exact[-5:]) / 5 > sum(exact[:5]) / 5 + 0.3
+
+
+def test_the_fingerprint_ignores_later_fields_at_their_defaults(tmp_path):
+    """A work dir written before negative_weight / think_loss existed still resumes."""
+    from sapo_pipeline.rl import trainer
+
+    assert trainer._LATER_DEFAULTS["negative_weight"] == SAPOConfig().negative_weight
+    assert trainer._LATER_DEFAULTS["think_loss"] == SAPOConfig().think_loss
 
 
 def test_methods_side_by_side_one_colour_per_method_one_line_per_level(tmp_path):

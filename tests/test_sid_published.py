@@ -115,3 +115,14 @@ def test_office_through_kedro_with_the_published_index(shared_data, tmp_path):
     assert report["resolution"]["method"] == "published" and report["unique_sids"] < items.height
     trie = SIDTrie.from_dict(json.loads((out / "04_feature" / "sid_trie.json").read_text()))
     assert trie.allow_shared and len(trie) == report["unique_sids"]
+
+
+def test_items_of_another_catalog_are_refused_by_their_titles(tmp_path):
+    path = _index(tmp_path, INDEX)
+    (tmp_path / "X.item.json").write_text(json.dumps(
+        {"10": {"title": "ten"}, "11": {"title": "eleven"}, "12": {"title": "twelve"}}))
+    titled = ITEMS.with_columns(title=pl.Series(["ten", "eleven", "twelve"]))
+    assert published_sid_table(titled, path, 3, 8)[0].height == 3
+    with pytest.raises(InputError, match="1 of 3 items have another title.*item 12"):
+        published_sid_table(titled.with_columns(title=pl.Series(["ten", "eleven", "x"])), path,
+                            3, 8)

@@ -55,13 +55,6 @@ def test_impossible_settings_are_rejected(bad, match):
         LauncherConfig(**bad)
 
 
-def test_rank_errors_lowest_rank_first(tmp_path):
-    (tmp_path / "errors").mkdir()
-    (tmp_path / "errors" / "rank1.txt").write_text("Traceback\nValueError: one")
-    (tmp_path / "errors" / "rank0.txt").write_text("Traceback\nOSError: zero")
-    assert [r for r, _ in rank_errors(tmp_path)] == [0, 1]
-
-
 def test_staged_inputs_read_back_as_written(tmp_path):
     from sapo_pipeline.stages import read_inputs, write_run
 
@@ -101,3 +94,43 @@ def test_a_worker_started_with_another_world_size_refuses_to_train(tmp_path, mon
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     with pytest.raises(RuntimeError, match="started as 1 process"):
         run(spec)
+
+
+def test_a_job_past_its_timeout_is_stopped_with_its_workers(tmp_path):
+    import os
+    import subprocess
+    import time
+
+    from sapo_pipeline.training.launch import LaunchError, launch
+
+    (tmp_path / "sleeper.py").write_text(
+        "import os, sys, time\n"
+        "open(os.path.join(sys.argv[-1].rsplit('/', 1)[0], f\"pid{os.environ['RANK']}\"), 'w')"
+        ".write(str(os.getpid()))\n"
+        "time.sleep(120)\n")
+    run = tmp_path / "run.json"
+    run.write_text("{}")
+    cfg = LauncherConfig(kind="torchrun", num_processes=2, timeout_s=8)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    started = time.monotonic()
+    with pytest.raises(LaunchError, match="timeout_s=8"):
+        launch(cfg, run, env=env, module="sleeper")
+    assert time.monotonic() - started < 60
+    pids = [int((tmp_path / f"pid{r}").read_text()) for r in (0, 1)]
+    time.sleep(0.5)
+    alive = subprocess.run(["ps", "-o", "pid=", "-p", ",".join(map(str, pids))],
+                           capture_output=True, text=True).stdout.split()
+    assert alive == [], f"workers left running: {alive}"
+
+
+def test_the_first_rank_to_fail_is_named(tmp_path):
+    import os
+    import time
+
+    (tmp_path / "errors").mkdir()
+    (tmp_path / "errors" / "rank1.txt").write_text("Traceback\nMemoryError: the cause")
+    time.sleep(0.01)
+    (tmp_path / "errors" / "rank0.txt").write_text("Traceback\nRuntimeError: peer closed")
+    os.utime(tmp_path / "errors" / "rank0.txt", None)
+    assert [r for r, _ in rank_errors(tmp_path)] == [1, 0]

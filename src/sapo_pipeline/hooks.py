@@ -111,7 +111,8 @@ class NodeTimingHooks:
         self._nodes = []
         self._run_start = time.perf_counter()
         self._run_params = {k: run_params.get(k) for k in
-                            ("run_id", "pipeline_names", "env", "namespaces", "runtime_params")}
+                            ("run_id", "pipeline_names", "env", "namespaces", "runtime_params",
+                             "tags", "node_names", "from_nodes", "to_nodes")}
         self._project_path = Path(run_params.get("project_path") or ".")
 
     @hook_impl

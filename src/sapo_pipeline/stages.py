@@ -85,7 +85,7 @@ def write_run(launch_dir: str | Path, stage: str, section: Mapping[str, Any],
     missing = [n for n in STAGES[stage][1] if n not in inputs]
     if missing:
         raise ValueError(f"stage {stage}: inputs {missing} missing")
-    root = Path(launch_dir)
+    root = Path(launch_dir).resolve()  # absolute: another machine or a scheduler reads it
     (root / "inputs").mkdir(parents=True, exist_ok=True)
     spec = {}
     for name, value in inputs.items():
@@ -158,6 +158,26 @@ def run(run_config: str | Path) -> None:
         write_text_atomically(out / "log.csv", log_to_csv(rows))
 
 
+def launch_stage(stage: str, section: Mapping[str, Any], launcher: Any, work_dir: str | Path,
+                 **inputs: Any) -> tuple[Any, str]:
+    """What a node does with ``launcher.num_processes > 1``: stage ``inputs`` and ``section``
+    in ``<work_dir>_launch/``, run the stage under the launcher (a failing rank's error raises
+    :class:`~sapo_pipeline.training.launch.LaunchError`), and return rank 0's checkpoint and log
+    CSV. The staged copies are removed once read back; ``run.json`` stays, for the record."""
+    import shutil
+
+    from sapo_pipeline.training.launch import launch
+
+    launch_dir = Path(f"{Path(work_dir)}_launch").resolve()
+    shutil.rmtree(launch_dir / "output", ignore_errors=True)  # never read back a stale model
+    run_config = write_run(launch_dir, stage, section, inputs, launcher.num_processes)
+    launch(launcher, run_config, logger=log)
+    checkpoint, log_csv = read_output(launch_dir)
+    for staged in ("inputs", "output"):
+        shutil.rmtree(launch_dir / staged, ignore_errors=True)
+    return checkpoint, log_csv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sapo_pipeline.stages --config run.json``."""
     parser = argparse.ArgumentParser(prog="python -m sapo_pipeline.stages",
@@ -180,21 +200,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-def launch_stage(stage: str, section: Mapping[str, Any], launcher: Any, work_dir: str | Path,
-                 **inputs: Any) -> tuple[Any, str]:
-    """What a node does with ``launcher.num_processes > 1``: stage ``inputs`` and ``section``
-    in ``<work_dir>_launch/``, run the stage under the launcher (a failing rank's error raises
-    :class:`~sapo_pipeline.training.launch.LaunchError`), and return rank 0's checkpoint and log
-    CSV. The staged copies are removed once read back; ``run.json`` stays, for the record."""
-    import shutil
-
-    from sapo_pipeline.training.launch import launch
-
-    launch_dir = Path(f"{Path(work_dir)}_launch")
-    run_config = write_run(launch_dir, stage, section, inputs, launcher.num_processes)
-    launch(launcher, run_config, logger=log)
-    checkpoint, log_csv = read_output(launch_dir)
-    for staged in ("inputs", "output"):
-        shutil.rmtree(launch_dir / staged, ignore_errors=True)
-    return checkpoint, log_csv

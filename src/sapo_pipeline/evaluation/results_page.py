@@ -11,7 +11,7 @@ method with their two-level CIs) beside it in ``<out stem>/``. Per data set the 
 * the project's learning targets (:data:`TARGETS`) and whether this data set meets them;
 * every method and baseline: mean [CI], spread over seeds, coverage;
 * the paired tests, the published reference numbers where the study has them;
-* wall time per stage (median over the seeds' runs, from the runs' ``run_timings``);
+* wall time per stage (median over the seeds' run roots, from their ``run_timings``);
 * the exact commands that rebuild it: each seed's ``kedro run``, the study, this page.
 """
 
@@ -191,30 +191,34 @@ def find_reports(root: str | Path) -> list[Path]:
     return own + sorted(p for p in root.rglob("*study_*.json") if p.is_file())
 
 
-def run_timing(root: Path, pipeline: str | None = None) -> dict[str, Any] | None:
-    """The timing record of the run under ``root`` that covers the most nodes (latest on a
-    tie), of ``pipeline`` runs only when given; None when there is none."""
+def run_records(root: Path) -> list[dict[str, Any]]:
+    """The timing records of the ``kedro run`` calls that wrote into ``root``, oldest first."""
     files = sorted((root / "08_reporting" / "run_timings").glob("*.json"))
-    records = [json.loads(f.read_text(encoding="utf-8")) for f in files]
-    if pipeline is not None:
-        records = [r for r in records
-                   if pipeline in (r.get("run", {}).get("pipeline_names") or [])]
-    if not records:
-        return None
-    return max(reversed(records), key=lambda r: len(r.get("nodes", [])))
+    return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+
+
+def stage_seconds(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per stage tag of one run root built by one or several ``kedro run`` calls: per
+    tag, the latest call that ran it (a call run again replaces the earlier one)."""
+    out: dict[str, float] = {}
+    for record in records:
+        out.update({t: float(v) for t, v in record.get("by_tag", {}).items() if t in STAGE_TAGS})
+    return out
 
 
 def timing_lines(roots: Sequence[Path]) -> list[str]:
-    """Wall time per stage, median over the runs (seconds), from their timing records."""
-    records = [r for r in (run_timing(root) for root in roots) if r is not None]
-    if not records:
+    """Wall time per stage, median over the run roots that ran it (seconds)."""
+    per_root = [stage_seconds(run_records(root)) for root in roots]
+    per_root = [r for r in per_root if r]
+    if not per_root:
         return ["No timing records in the runs (run through `kedro run` to get them)."]
-    tags = [t for t in STAGE_TAGS if any(t in r["by_tag"] for r in records)]
-    head = "| | " + " | ".join(tags) + " | total |"
-    out = [f"Median over {len(records)} run(s), seconds, as measured (a run that shared the "
-           "machine with another is slower):", "", head, "|" + " --- |" * (len(tags) + 2)]
-    cells = [statistics.median(r["by_tag"].get(t, 0.0) for r in records) for t in tags]
-    total = statistics.median(r["total_seconds"] for r in records)
+    tags = [t for t in STAGE_TAGS if any(t in r for r in per_root)]
+    head = "| | " + " | ".join(tags) + " | sum |"
+    out = [f"Median over the {len(per_root)} run root(s) that ran each stage, seconds, as "
+           "measured (a run that shared the machine with another is slower):", "", head,
+           "|" + " --- |" * (len(tags) + 2)]
+    cells = [statistics.median(r[t] for r in per_root if t in r) for t in tags]
+    total = statistics.median(sum(r.values()) for r in per_root)
     out.append("| wall s | " + " | ".join(f"{c:.0f}" for c in cells) + f" | {total:.0f} |")
     return out
 
@@ -227,6 +231,11 @@ def kedro_command(record: dict[str, Any] | None) -> str:
     parts = ["kedro", "run", "--pipelines=" + ",".join(run.get("pipeline_names") or ["sapo_full"])]
     if run.get("env"):
         parts += ["--env", str(run["env"])]
+    for option, key in (("--namespaces", "namespaces"), ("--tags", "tags"),
+                        ("--nodes", "node_names"), ("--from-nodes", "from_nodes"),
+                        ("--to-nodes", "to_nodes")):
+        if run.get(key):
+            parts += [f"{option}=" + ",".join(map(str, run[key]))]
     params = _flatten(run.get("runtime_params") or {})
     if params:
         parts += ["--params", ",".join(f"{k}={v}" for k, v in params.items())]
@@ -288,11 +297,11 @@ def dataset_section(report: dict[str, Any], study_path: Path, figure: str) -> li
     study_cmd = shlex.join(["python", "-m", "sapo_pipeline.evaluation.study", *map(str, roots),
                             "--dataset", report["dataset"], "--split", report["split"],
                             *(["--report", "ablations"] if ablations else []),
+                            "--n-bootstrap", str(report.get("n_bootstrap", 1000)),
                             "--out", str(study_path.parent)])
     out += ["", "### Reproduce", "", "```bash"]
-    runs = [kedro_command(run_timing(root)) for root in roots]
-    if ablations:  # then, on each run root, the ablations pipeline
-        runs += [kedro_command(run_timing(root, "ablations")) for root in roots]
+    runs = [kedro_command(r) for root in roots for r in run_records(root)] or [
+        "(no timing records: the runs' commands are unknown)"]
     out += runs + [study_cmd, "```", ""]
     return out
 

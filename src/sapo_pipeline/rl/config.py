@@ -97,9 +97,10 @@ class RLTrainConfig:
     )
     think_loss: bool = field(
         default=True,
-        metadata={"help": "Thinking tokens carry the policy loss (the method as published). "
-                          "false: only the decisions do (SID tokens, </think>, eos); the thinking "
-                          "text stays in the context but is not reinforced."},
+        metadata={"help": "Thinking tokens carry their step's advantage (the method as "
+                          "published). false: only the decisions do (SID tokens, </think>, eos); "
+                          "the thinking tokens get advantage 0 but still count in the loss's "
+                          "means and the KL, so a decision's weight is unchanged."},
     )
     std: str = field(
         default="sample",

@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 _NO_TRAJECTORY = ("checkpoint_every", "save_total_limit", "log_every", "work_dir", "resume",
                   "progress_bar", "num_threads", "device", "eval_every", "eval_prompts",
                   "eval_group_size", "eval_temperature", "eval_num_beams")
+#: Fields added after work directories existed: left out of the fingerprint at these (default)
+#: values, so that a run started before they existed still resumes.
+_LATER_DEFAULTS = {"negative_weight": 1.0, "think_loss": True}
 
 
 @dataclass
@@ -184,7 +187,8 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
 
     fp = fingerprint({"algorithm": cfg.algorithm, "world": world, "weights": weights_hash(model),
                       "prompts": prompts.fingerprint(), "source": describe_source(source),
-                      "config": {k: v for k, v in asdict(cfg).items() if k not in _NO_TRAJECTORY}})
+                      "config": {k: v for k, v in asdict(cfg).items() if k not in _NO_TRAJECTORY
+                                 and not (k in _LATER_DEFAULTS and v == _LATER_DEFAULTS[k])}})
     work = RLWorkDir(cfg.work_dir, fp, main)
     ref_module = None
     if cfg.beta > 0:  # the starting weights, before any resume
@@ -293,9 +297,11 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         # ---- rewards, advantages, pi_old, pi_ref
         t1 = time.perf_counter()
         mask = rollout.sampled_mask
-        if not cfg.think_loss:
-            mask = mask & decision_tokens(rollout.sequences, decisions)
         adv = compute_advantages(cfg, rollout, mask)
+        if not cfg.think_loss:  # no advantage on the thinking text; every denominator (token
+            # and step means), the KL and the diagnostics keep counting it, so that the
+            # decisions' own weight in the loss is the same as with think_loss
+            adv.token = torch.where(decision_tokens(rollout.sequences, decisions), adv.token, 0.0)
         t_adv = time.perf_counter() - t1  # rewards + advantages: where the methods differ
         stats = StepAccumulator(levels, device)
         stats.add_rollout(step_rewards(rollout.sid_codes, rollout.target_codes), adv.reward,

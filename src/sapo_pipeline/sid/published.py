@@ -58,6 +58,25 @@ def read_published_index(path: str | Path) -> dict[int, tuple[int, ...]]:
     return out
 
 
+def _check_same_catalog(items: pl.DataFrame, path: Path) -> None:
+    """The index is keyed by MiniOneRec's item ids; items read by another reader carry ids of
+    their own (dense indexes) that would silently pick other items' SIDs. Where the index's
+    ``<Category>.item.json`` sits beside it, every item's title must be the one it gives."""
+    catalog = path.with_name(path.name.replace(".index.json", ".item.json"))
+    if catalog == path or not catalog.is_file() or "title" not in items.columns:
+        log.warning("%s: no item.json beside the index to check that the item ids are "
+                    "MiniOneRec's; they are taken as such", path)
+        return
+    published = json.loads(catalog.read_text(encoding="utf-8"))
+    wrong = [(s, t) for s, t in items.select("source_item_id", "title").iter_rows()
+             if (published.get(str(s)) or {}).get("title", "").strip() != (t or "").strip()]
+    if wrong:
+        s, t = wrong[0]
+        raise InputError(f"{path}: {len(wrong)} of {items.height} items have another title in "
+                         f"{catalog.name} (e.g. published item {s}: ours {t!r}); the items do "
+                         "not carry MiniOneRec's item ids (read them with format: minionerec)")
+
+
 def published_sid_table(items: pl.DataFrame, path: str | Path, levels: int,
                         codebook_size: int) -> tuple[pl.DataFrame, dict[str, Any]]:
     """The SID table of ``items`` (``item_id``, ``source_item_id``) from the published index,
@@ -80,6 +99,7 @@ def published_sid_table(items: pl.DataFrame, path: str | Path, levels: int,
     if missing:
         raise InputError(f"{path}: {len(missing)} catalog items have no SID, e.g. published "
                          f"item ids {missing[:5]}")
+    _check_same_catalog(items, Path(path))
     codes = np.array(rows, dtype=np.int64)
     if codes.max() >= codebook_size:
         raise InputError(f"{path}: code {int(codes.max())} >= sid_catalog.codebook_size "

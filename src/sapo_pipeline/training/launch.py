@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sapo_pipeline.config_utils import check_choice, check_positive
@@ -44,8 +47,8 @@ class LauncherConfig:
 
     kind: str = field(
         default="accelerate",
-        metadata={"help": "accelerate (accelerate launch; takes an accelerate / DeepSpeed "
-                          "config_file) | torchrun. Used only with more than one process."},
+        metadata={"help": "accelerate (accelerate launch; takes an accelerate config_file) | "
+                          "torchrun. Used only with more than one process."},
     )
     num_processes: int = field(
         default=1,
@@ -62,8 +65,9 @@ class LauncherConfig:
     )
     config_file: str | None = field(
         default=None,
-        metadata={"help": "accelerate config file (e.g. a DeepSpeed ZeRO-2 one); its values "
-                          "are overridden by the fields above."},
+        metadata={"help": "accelerate config file (multi-GPU / multi-node settings); its values "
+                          "are overridden by the fields above. DeepSpeed is not supported by the "
+                          "SFT loop yet."},
     )
     extra_args: list[str] = field(
         default_factory=list, metadata={"help": "Further launcher arguments, passed verbatim."}
@@ -96,9 +100,10 @@ class LauncherConfig:
         return self.num_processes == 1 and self.num_machines == 1
 
 
-def launch_command(cfg: LauncherConfig, run_config: Path) -> list[str]:
+def launch_command(cfg: LauncherConfig, run_config: Path,
+                   module: str = ENTRY_MODULE) -> list[str]:
     """The launcher's command line for the entry point with ``--config run_config``."""
-    entry = ["-m", ENTRY_MODULE, "--config", str(run_config)]
+    entry = ["-m", module, "--config", str(run_config)]
     if cfg.kind == "accelerate":
         cmd = [sys.executable, "-m", "accelerate.commands.launch"]
         if cfg.config_file:
@@ -123,54 +128,89 @@ def launch_command(cfg: LauncherConfig, run_config: Path) -> list[str]:
 
 
 def rank_errors(launch_dir: Path) -> list[tuple[int, str]]:
-    """The errors the ranks wrote (rank, traceback text), lowest rank first."""
+    """The errors the ranks wrote (rank, traceback text), the earliest written first: the rank
+    that failed first is the cause, the others mostly fail on its absence."""
     folder = Path(launch_dir) / "errors"
     out = []
-    for path in sorted(folder.glob("rank*.txt")):
+    for path in folder.glob("rank*.txt"):
         try:
-            out.append((int(path.stem[4:]), path.read_text(encoding="utf-8")))
+            out.append((path.stat().st_mtime_ns, int(path.stem[4:]),
+                        path.read_text(encoding="utf-8")))
         except ValueError:
             continue
-    return sorted(out)
+    return [(rank, text) for _, rank, text in sorted(out)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM then SIGKILL the launcher's whole process group (the launcher and its workers:
+    killing only the launcher would leave the workers running)."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def launch(cfg: LauncherConfig, run_config: Path, *, env: dict[str, str] | None = None,
-           cwd: str | Path | None = None, logger: logging.Logger | None = None) -> None:
+           cwd: str | Path | None = None, logger: logging.Logger | None = None,
+           module: str = ENTRY_MODULE) -> None:
     """Run the entry point under the launcher; stream its output; raise :class:`LaunchError`
-    naming the failing rank's error when the job fails."""
+    naming the failing rank's error when the job fails (or runs past ``timeout_s``)."""
     logger = logger or log
     launch_dir = Path(run_config).parent
     errors = launch_dir / "errors"
     if errors.is_dir():
         for stale in errors.glob("rank*.txt"):
             stale.unlink()
-    cmd = launch_command(cfg, run_config)
+    if cfg.num_machines == 1 and not cfg.main_process_port:  # two launches on one host
+        cfg = replace(cfg, main_process_port=_free_port())
+    cmd = launch_command(cfg, run_config, module)
     logger.info("launching %d processes: %s", cfg.num_processes, " ".join(cmd))
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=cwd, env=child_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+                            stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
+                            bufsize=1, start_new_session=True)
     tail: list[str] = []
-    try:
+
+    def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
             if line:
                 logger.info("[launch] %s", line)
-                tail = (tail + [line])[-40:]
+                tail[:] = (tail + [line])[-40:]
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
         code = proc.wait(timeout=cfg.timeout_s)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise LaunchError(f"{ENTRY_MODULE}: killed after timeout_s={cfg.timeout_s}") from None
-    except BaseException:  # KeyboardInterrupt: do not leave the workers running
-        proc.kill()
-        proc.wait()
+        _stop(proc)
+        raise LaunchError(f"{ENTRY_MODULE}: stopped after timeout_s={cfg.timeout_s}") from None
+    except BaseException:  # KeyboardInterrupt, a Kedro stop: do not leave workers running
+        _stop(proc)
         raise
+    finally:
+        reader.join(timeout=10)
     if code != 0:
         failed = rank_errors(launch_dir)
         if failed:
             rank, text = failed[0]
             last = text.strip().splitlines()[-1] if text.strip() else "(empty traceback)"
-            raise LaunchError(f"rank {rank} failed: {last}\n\n{text}")
+            others = ", ".join(str(r) for r, _ in failed[1:])
+            raise LaunchError(f"rank {rank} failed: {last}"
+                              + (f" (ranks {others} failed after it)" if others else "")
+                              + f"\n\n{text}")
         raise LaunchError(f"the launcher exited with status {code} and no rank reported an "
-                          "error; its last lines:\n" + "\n".join(tail))
+                          "error (killed, out of memory?); its last lines:\n" + "\n".join(tail))

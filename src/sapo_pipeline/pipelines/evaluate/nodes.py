@@ -85,8 +85,10 @@ def start_pairs(setting: str | Sequence[Sequence[str]], specs: Sequence[ModelSpe
     return tuple((str(a), str(b)) for a, b in setting)
 
 
-def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[..., tuple]:
-    """Node function: every model's metrics on ``split`` -> report JSON, markdown, figure.
+def make_comparison_report(specs: Sequence[ModelSpec], split: str,
+                           published: bool = True) -> Callable[..., tuple]:
+    """Node function: every model's metrics on ``split`` -> report JSON, markdown, figure
+    (``published``: with the published reference numbers of ``evaluate.report``).
 
     Inputs after ``samples`` and ``params``: per spec (in order) its per-row metrics, then its
     summary.
@@ -106,7 +108,8 @@ def make_comparison_report(specs: Sequence[ModelSpec], split: str) -> Callable[.
         report = build_report(
             runs, dataset=r.dataset, split=split, notes=r.notes,
             reference_method=r.reference_method, paired_metrics=r.paired_metrics,
-            published_reference=r.published_reference, n_bootstrap=s.n_bootstrap,
+            published_reference=r.published_reference if published else "none",
+            n_bootstrap=s.n_bootstrap,
             n_permutations=s.n_permutations, exact_max_rows=s.exact_max_rows,
             confidence=s.confidence, seed=s.seed,
             rows_in_split=int((samples["split"] == split).sum()),

@@ -132,7 +132,7 @@ def _report_nodes(specs: Sequence[ModelSpec], splits: Sequence[str], report: str
         per_model = [f"{s.name}.{kind}_{split}" for s in specs
                      for kind in ("sample_metrics", "metrics")]
         reports.append(Node(
-            nodes.make_comparison_report(specs, split),
+            nodes.make_comparison_report(specs, split, published=report == "evaluation"),
             ["samples", "params:evaluate", *per_model],
             [f"{report}_{split}_report", f"{report}_{split}_table", f"{report}_{split}_figure"],
             name=(f"comparison_report_{split}" if report == "evaluation"

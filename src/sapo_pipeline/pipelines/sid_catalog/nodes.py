@@ -50,7 +50,7 @@ def assign_semantic_ids(
 def build_sid_trie(sid_table: pl.DataFrame) -> dict[str, Any]:
     """The prefix trie over every SID (what constrained decoding walks)."""
     trie = SIDTrie.from_table(sid_table)
-    log.info("SID trie: %d items", len(trie))
+    log.info("SID trie: %d SIDs", len(trie))
     return trie.to_dict()
 
 
