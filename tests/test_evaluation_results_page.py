@@ -12,13 +12,22 @@ from sapo_pipeline.evaluation import results_page as rp
 from sapo_pipeline.evaluation.study import build_study, write_study
 
 
+def _nodes(by_tag: dict, count: int, stamp: str) -> list[dict]:
+    """``count`` nodes whose times sum to ``by_tag`` (the first node of each tag carries it)."""
+    out = [{"node": f"{tag}_{stamp}", "tags": [tag], "seconds": s} for tag, s in by_tag.items()]
+    out += [{"node": f"pad{i}_{stamp}", "tags": [], "seconds": 0.0}
+            for i in range(max(0, count - len(out)))]
+    return out
+
+
 def _timing(root: Path, total: float, params: dict, stamp: str = "20260101T000000Z",
             nodes: int = 2, by_tag: dict | None = None) -> None:
     d = root / "08_reporting" / "run_timings"
     d.mkdir(parents=True, exist_ok=True)
     record = {"total_seconds": total,
               "by_tag": by_tag if by_tag is not None else {"align": total / 2, "rl": total / 4},
-              "nodes": [{"node": f"n{i}", "tags": ["align"], "seconds": 0.0} for i in range(nodes)],
+              "nodes": _nodes(by_tag if by_tag is not None else {"align": total / 2, "rl": total / 4},
+                              nodes, stamp),
               "run": {"pipeline_names": ["sapo_full"], "env": "industrial",
                       "runtime_params": params, "code": {"commit": "0123456789abcdef",
                                                          "dirty": False}}}

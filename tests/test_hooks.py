@@ -44,12 +44,16 @@ def test_code_version_names_the_commit_and_a_dirty_tree(tmp_path):
         return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
                               cwd=tmp_path, check=True, capture_output=True, text=True).stdout
     git("init", "-q")
-    (tmp_path / "f.txt").write_text("a")
-    git("add", "f.txt")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.py").write_text("a")
+    (tmp_path / "README.md").write_text("a")
+    git("add", "src/f.py", "README.md")
     git("commit", "-qm", "one")
     sha = git("rev-parse", "HEAD").strip()
     assert code_version(tmp_path) == {"commit": sha, "dirty": False}
-    (tmp_path / "f.txt").write_text("b")
+    (tmp_path / "README.md").write_text("b")  # not code
+    assert code_version(tmp_path) == {"commit": sha, "dirty": False}
+    (tmp_path / "src" / "f.py").write_text("b")
     assert code_version(tmp_path) == {"commit": sha, "dirty": True}
 
 

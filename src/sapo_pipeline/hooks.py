@@ -145,16 +145,21 @@ class NodeTimingHooks:
         log.info("node timings written to %s", target)
 
 
+#: What decides a run's figures (a changed README or data folder does not make the code dirty).
+CODE_PATHS = ("src", "conf", "pyproject.toml", "constraints.txt")
+
+
 def code_version(project_path: Path | None) -> dict | None:
-    """The git commit of the project and whether its tracked files differ from it (None when
-    the project is not a git work tree or git is missing): the code a run's figures came from."""
+    """The git commit of the project and whether its code (:data:`CODE_PATHS`) differs from it
+    (None when the project is not a git work tree or git is missing): the code a run's figures
+    came from."""
     cwd = str(project_path or ".")
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=cwd, capture_output=True, text=True, timeout=30,
-                               check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *CODE_PATHS], cwd=cwd, capture_output=True, text=True,
+                               timeout=30, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": sha, "dirty": bool(dirty)}

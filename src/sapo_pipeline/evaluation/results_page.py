@@ -191,24 +191,37 @@ def find_reports(root: str | Path) -> list[Path]:
     return own + sorted(p for p in root.rglob("*study_*.json") if p.is_file())
 
 
-def run_records(root: Path) -> list[dict[str, Any]]:
-    """The timing records of the ``kedro run`` calls that wrote into ``root``, oldest first."""
+def run_records(root: Path, ablations: bool | None = None) -> list[dict[str, Any]]:
+    """The timing records of the ``kedro run`` calls that wrote into ``root``, oldest first;
+    ``ablations``: only the ablations pipeline's (True) or all but those (False)."""
     files = sorted((root / "08_reporting" / "run_timings").glob("*.json"))
-    return [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    records = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    if ablations is None:
+        return records
+    return [r for r in records
+            if (r.get("run", {}).get("pipeline_names") == ["ablations"]) == ablations]
 
 
 def stage_seconds(records: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Seconds per stage tag of one run root built by one or several ``kedro run`` calls: per
-    tag, the latest call that ran it (a call run again replaces the earlier one)."""
-    out: dict[str, float] = {}
+    """Seconds per stage tag of one run root built by one or several ``kedro run`` calls: each
+    node counts once, with its latest run (a node run again replaces its earlier time), under
+    every stage tag it carries."""
+    latest: dict[str, dict[str, Any]] = {}
     for record in records:
-        out.update({t: float(v) for t, v in record.get("by_tag", {}).items() if t in STAGE_TAGS})
+        for node in record.get("nodes", []):
+            latest[node["node"]] = node
+    out: dict[str, float] = {}
+    for node in latest.values():
+        for tag in node.get("tags", []):
+            if tag in STAGE_TAGS:
+                out[tag] = out.get(tag, 0.0) + float(node["seconds"])
     return out
 
 
-def timing_lines(roots: Sequence[Path]) -> list[str]:
-    """Wall time per stage, median over the run roots that ran it (seconds)."""
-    per_root = [stage_seconds(run_records(root)) for root in roots]
+def timing_lines(roots: Sequence[Path], ablations: bool | None = None) -> list[str]:
+    """Wall time per stage, median over the run roots that ran it (seconds); ``ablations`` as
+    in :func:`run_records`."""
+    per_root = [stage_seconds(run_records(root, ablations)) for root in roots]
     per_root = [r for r in per_root if r]
     if not per_root:
         return ["No timing records in the runs (run through `kedro run` to get them)."]
@@ -293,14 +306,16 @@ def dataset_section(report: dict[str, Any], study_path: Path, figure: str) -> li
                 "|" + " --- |" * (len(cols) + 1)]
         out += [f"| {r['method']} | " + " | ".join(f"{r[c]:.4f}" for c in cols) + " |"
                 for r in pub["rows"]]
-    out += ["", "### Wall time per stage", ""] + timing_lines(roots)
+    out += ["", "### Wall time per stage" + (" (the ablations pipeline)" if ablations else ""),
+            ""] + timing_lines(roots, ablations)
     study_cmd = shlex.join(["python", "-m", "sapo_pipeline.evaluation.study", *map(str, roots),
                             "--dataset", report["dataset"], "--split", report["split"],
                             *(["--report", "ablations"] if ablations else []),
                             "--n-bootstrap", str(report.get("n_bootstrap", 1000)),
                             "--out", str(study_path.parent)])
     out += ["", "### Reproduce", "", "```bash"]
-    runs = [kedro_command(r) for root in roots for r in run_records(root)] or [
+    runs = [kedro_command(r) for root in roots
+            for r in run_records(root, None if ablations else False)] or [
         "(no timing records: the runs' commands are unknown)"]
     out += runs + [study_cmd, "```", ""]
     return out
