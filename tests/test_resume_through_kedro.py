@@ -114,7 +114,8 @@ def _kill_9_of_evaluate(project: Path) -> None:
     out = killed / "07_model_output" / "evaluate"
     proc = _start(project, _run_args("data/killed", args))
     deadline = time.monotonic() + 600
-    while not any(p.is_file() for p in out.rglob("*")):
+    # a dataset under its final name (writes go to hidden temporary names first)
+    while not any(p.is_file() and not p.name.startswith(".") for p in out.rglob("*")):
         assert proc.poll() is None and time.monotonic() < deadline, "evaluate wrote nothing"
         time.sleep(0.01)
     assert proc.poll() is None, "the evaluation finished before it could be interrupted"
