@@ -76,7 +76,7 @@ class ToySource:
 
     @torch.no_grad()
     def sample(self, model, prompt_ids, targets, group_size, *, seed, temperature, top_p,
-               max_think_tokens) -> Rollout:
+               max_think_tokens, prompt_keys=None) -> Rollout:
         self.calls += 1
         p = len(prompt_ids)
         if self.seed_by_prompt:

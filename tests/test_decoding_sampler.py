@@ -128,8 +128,10 @@ def _level0_model(logit_by_code: dict[int, float]) -> TableModel:
     return TableModel(size, score)
 
 
+@pytest.mark.parametrize("counter", [False, True])
 @pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.5, 1.0), (1.0, 0.6)])
-def test_sid_choice_follows_the_masked_distribution(temperature: float, top_p: float) -> None:
+def test_sid_choice_follows_the_masked_distribution(temperature: float, top_p: float,
+                                                     counter: bool) -> None:
     s = setup()
     kids = s.trie.children(()).tolist()
     assert len(kids) >= 2
@@ -138,7 +140,8 @@ def test_sid_choice_follows_the_masked_distribution(temperature: float, top_p: f
     model = _level0_model({c: math.log(float(p)) for c, p in zip(kids, probs)})
     n = 3000
     ro = sample_groups(model, [s.prompts[0]], [s.codes[0]], s.trie, s.vocab, reasoning=False,
-                       group_size=n, temperature=temperature, top_p=top_p, batch_size=1)
+                       group_size=n, temperature=temperature, top_p=top_p, batch_size=1,
+                       prompt_seeds=[5] if counter else None)
     want = probs ** (1.0 / temperature)
     want = want / want.sum()
     if top_p < 1.0:
@@ -200,3 +203,51 @@ def test_draw_never_picks_a_masked_entry_even_at_the_edges(monkeypatch) -> None:
         assert allowed[torch.arange(len(got)), got].all()
     monkeypatch.undo()
     assert draw(scores, 0.0, 1.0, None)[:3].tolist() == [2, 0, 4]  # temperature 0: argmax
+
+
+def test_counter_uniforms_are_uniform_and_keyed() -> None:
+    from sapo_pipeline.decoding.sampler import counter_uniforms, row_keys
+
+    keys = row_keys([3, 4], 5)
+    assert keys.shape == (10,) and len(set(keys.tolist())) == 10
+    assert torch.equal(row_keys([3, 4], 5)[5:], row_keys([4], 5))  # a prompt's keys alone
+    n = 200_000
+    u = counter_uniforms(torch.full((n,), int(keys[0])), torch.arange(n))
+    assert u.dtype == torch.float32 and float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    counts = torch.histc(u, bins=20, min=0.0, max=1.0)
+    assert float((counts / (n / 20) - 1).abs().max()) < 0.03  # flat within 3% per bin
+    assert abs(float(torch.corrcoef(torch.stack([u[:-1], u[1:]]))[0, 1])) < 0.01
+    other = counter_uniforms(torch.full((n,), int(keys[1])), torch.arange(n))
+    assert abs(float(torch.corrcoef(torch.stack([u, other]))[0, 1])) < 0.01
+
+
+@pytest.mark.parametrize("reasoning", [True, False])
+def test_prompt_seeds_make_a_prompts_samples_independent_of_the_batch(reasoning: bool) -> None:
+    """With one seed per prompt, a prompt's G samples are the same sampled alone, with other
+    prompts, in another order or another batch size (what multi-process RL relies on)."""
+    s = setup()
+    model = CloseBias(s.model, s.vocab.think_close_id)
+    targets = _targets(len(s.prompts))
+    seeds = [11 + 1000 * i for i in range(len(s.prompts))]
+    kw = dict(group_size=4, reasoning=reasoning, max_think_tokens=CAP, temperature=1.0)
+    every = sample_groups(model, s.prompts, targets, s.trie, s.vocab, batch_size=4,
+                          prompt_seeds=seeds, **kw)
+
+    def rows_of(ro, g):
+        rows = (ro.group_index == g).nonzero().flatten().tolist()
+        return [_response(ro, r) for r in rows]
+
+    for i in (0, 3, 5):
+        alone = sample_groups(model, [s.prompts[i]], [targets[i]], s.trie, s.vocab,
+                              batch_size=1, prompt_seeds=[seeds[i]], **kw)
+        assert rows_of(alone, 0) == rows_of(every, i)
+    back = list(reversed(range(len(s.prompts))))
+    rev = sample_groups(model, [s.prompts[i] for i in back], [targets[i] for i in back], s.trie,
+                        s.vocab, batch_size=2, prompt_seeds=[seeds[i] for i in back], **kw)
+    for pos, i in enumerate(back):
+        assert rows_of(rev, pos) == rows_of(every, i)
+    moved = sample_groups(model, s.prompts, targets, s.trie, s.vocab, batch_size=4,
+                          prompt_seeds=[x + 1 for x in seeds], **kw)
+    assert any(rows_of(moved, i) != rows_of(every, i) for i in range(len(s.prompts)))
+    with pytest.raises(ValueError, match="prompt seeds"):
+        sample_groups(model, s.prompts, targets, s.trie, s.vocab, prompt_seeds=seeds[:2], **kw)

@@ -1,5 +1,5 @@
-"""Stage 1 through ``kedro run`` on two processes (``align.launcher``, accelerate and torchrun,
-gloo on CPU):
+"""Stage 1 and RL through ``kedro run`` on two processes (``align.launcher``,
+``sapo.rl.launcher``; accelerate and torchrun, gloo on CPU):
 the same model as one process on the same global batch, one copy of each output in the catalog,
 a failing rank's own error in the node's failure, and a killed launched run that resumes."""
 
@@ -17,6 +17,8 @@ import pytest
 from safetensors.torch import load_file
 
 from kedro_helpers import REPO, kedro, make_project
+
+from sapo_pipeline.rl.diagnostics import csv_to_log
 
 TWO = "align.launcher.kind=torchrun,align.launcher.num_processes=2"
 TWO_ACCELERATE = "align.launcher.kind=accelerate,align.launcher.num_processes=2"
@@ -111,3 +113,35 @@ def test_a_killed_launched_run_resumes(project):
                   / "model.safetensors")
     b = load_file(project / "data" / "killed" / "06_models" / "align_model" / "model.safetensors")
     assert _max_diff(a, b) == 0.0
+
+
+@pytest.mark.slow
+def test_rl_on_two_processes_trains_the_model_one_process_trains(project):
+    import shutil
+
+    _copy_inputs(project, "rl1")
+    kedro(project, "run", "--env", "smoke", "--pipelines=align,reason", "--params",
+          "run_root=data/rl1")
+    shutil.copytree(project / "data" / "rl1", project / "data" / "rl2")
+    node = ("--nodes", "sapo.train_rl_model")
+    # groups large enough for non-zero advantages on the tiny model (smoke's 2 x 4 has none);
+    # every rollout is counter-seeded per prompt, so rank 1 samples what one process does
+    rl = "sapo.rl.group_size=16,sapo.rl.prompts_per_step=4,sapo.rl.steps=3,sapo.rl.lr=1e-4"
+    kedro(project, "run", "--env", "smoke", *node, "--params", f"run_root=data/rl1,{rl}")
+    run = kedro(project, "run", "--env", "smoke", *node, "--params",
+                f"run_root=data/rl2,{rl},sapo.rl.launcher.kind=torchrun,"
+                "sapo.rl.launcher.num_processes=2")
+    assert "launching 2 processes" in run.stdout + run.stderr
+    models = [project / "data" / r / "06_models" for r in ("rl1", "rl2")]
+    one, two = (load_file(m / "rl_sapo" / "model.safetensors") for m in models)
+    reason = load_file(models[0] / "reason_model" / "model.safetensors")
+    assert _max_diff(one, reason) > 1e-6  # RL changed the model
+    assert _max_diff(one, two) < 1e-6
+    assert sorted(p.name for p in (models[1] / "rl_sapo_work_launch").iterdir()) == ["run.json"]
+    logs = [(project / "data" / r / "08_reporting" / "rl_sapo_log.csv").read_text()
+            for r in ("rl1", "rl2")]
+    assert logs[0].splitlines()[0] == logs[1].splitlines()[0]
+    assert len(logs[0].splitlines()) == len(logs[1].splitlines()) == 4  # header + 3 steps
+    rows = [csv_to_log(text) for text in logs]
+    assert [r["reward_step1"] for r in rows[0]] == [r["reward_step1"] for r in rows[1]]
+    assert any(r["reward_step1"] > 0 for r in rows[0])  # there was something to learn from

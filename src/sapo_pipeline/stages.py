@@ -7,8 +7,8 @@ and its parameter section into a launch directory with :func:`write_run`, launch
 and reads back what rank 0 wrote with :func:`read_output`. A cluster scheduler (Slurm,
 Kubernetes) can run the same command on inputs laid out the same way. ``run.json``::
 
-    {"stage": "align" | "reason",
-     "section": {...the stage's parameters (align: / reason:)...},
+    {"stage": "align" | "reason" | "rl",
+     "section": {...the stage's parameters (align: / reason: / {rl:, teacher_corpus:})...},
      "inputs": {"<name>": {"kind": "parquet" | "tokenizer" | "checkpoint", "path": "..."}},
      "output": "<dir>", "num_processes": N (the world size the workers must find, or null)}
 
@@ -38,26 +38,46 @@ log = logging.getLogger(__name__)
 RUN_FILE = "run.json"
 
 
-def _train_align(inputs: Mapping[str, Any], section: Mapping[str, Any]) -> tuple[Any, list]:
+def _train_align(inputs: Mapping[str, Any], section: Mapping[str, Any]) -> tuple[Any, str]:
     from sapo_pipeline.model.sft_stages import train_align
+    from sapo_pipeline.model.sft_state import log_to_csv
     from sapo_pipeline.parameters import load_section
 
-    return train_align(inputs["alignment_corpus"], inputs["align_tokenizer"],
-                       inputs["sid_table"], load_section("align", section))
+    checkpoint, rows = train_align(inputs["alignment_corpus"], inputs["align_tokenizer"],
+                                   inputs["sid_table"], load_section("align", section))
+    return checkpoint, log_to_csv(rows)
 
 
-def _train_reason(inputs: Mapping[str, Any], section: Mapping[str, Any]) -> tuple[Any, list]:
+def _train_reason(inputs: Mapping[str, Any], section: Mapping[str, Any]) -> tuple[Any, str]:
     from sapo_pipeline.model.sft_stages import train_reason
+    from sapo_pipeline.model.sft_state import log_to_csv
     from sapo_pipeline.parameters import load_section
 
-    return train_reason(inputs["align_model"], inputs["reasoning_corpus"],
-                        load_section("reason", section), alignment=inputs["alignment_corpus"])
+    checkpoint, rows = train_reason(inputs["align_model"], inputs["reasoning_corpus"],
+                                    load_section("reason", section),
+                                    alignment=inputs["alignment_corpus"])
+    return checkpoint, log_to_csv(rows)
 
 
-#: stage -> (its training call on the loaded inputs, the inputs it needs)
-STAGES: dict[str, tuple[Callable[..., tuple[Any, list]], tuple[str, ...]]] = {
+def _train_rl(inputs: Mapping[str, Any], section: Mapping[str, Any]) -> tuple[Any, str]:
+    from sapo_pipeline.config_utils import from_dict
+    from sapo_pipeline.rl.diagnostics import log_to_csv
+    from sapo_pipeline.rl.methods import rl_config_from_dict
+    from sapo_pipeline.rl.stage import run_rl_stage
+    from sapo_pipeline.teacher.config import TeacherCorpusConfig
+
+    cfg = rl_config_from_dict(section["rl"], "rl")
+    prompts = from_dict(TeacherCorpusConfig, section["teacher_corpus"], "teacher_corpus").prompts
+    checkpoint, rows = run_rl_stage(inputs["reason_model"], inputs["samples"], inputs["items"],
+                                    inputs["sid_table"], prompts, cfg)
+    return checkpoint, log_to_csv(rows)
+
+
+#: stage -> (its training call on the loaded inputs: checkpoint and log CSV, the inputs it needs)
+STAGES: dict[str, tuple[Callable[..., tuple[Any, str]], tuple[str, ...]]] = {
     "align": (_train_align, ("alignment_corpus", "align_tokenizer", "sid_table")),
     "reason": (_train_reason, ("align_model", "reasoning_corpus", "alignment_corpus")),
+    "rl": (_train_rl, ("reason_model", "samples", "items", "sid_table")),
 }
 
 
@@ -139,7 +159,6 @@ def run(run_config: str | Path) -> None:
     """This process's share of the stage in ``run_config``; rank 0 writes the outputs."""
     from sapo_pipeline.datasets.checkpoint import HFCheckpointDataset
     from sapo_pipeline.io_utils import write_text_atomically
-    from sapo_pipeline.model.sft_state import log_to_csv
 
     spec = json.loads(Path(run_config).read_text(encoding="utf-8"))
     stage = spec["stage"]
@@ -151,11 +170,11 @@ def run(run_config: str | Path) -> None:
                            f"{want}; check the launcher's arguments (an accelerate config "
                            "without a distributed type starts one process)")
     train, _ = STAGES[stage]
-    checkpoint, rows = train(read_inputs(spec), spec["section"])
+    checkpoint, log_csv = train(read_inputs(spec), spec["section"])
     if int(os.environ.get("RANK", "0")) == 0:
         out = Path(spec["output"])
         HFCheckpointDataset(filepath=str(out / "model")).save(checkpoint)
-        write_text_atomically(out / "log.csv", log_to_csv(rows))
+        write_text_atomically(out / "log.csv", log_csv)
 
 
 def launch_stage(stage: str, section: Mapping[str, Any], launcher: Any, work_dir: str | Path,

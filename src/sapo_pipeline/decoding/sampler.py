@@ -13,7 +13,11 @@ the G samples are branches of one cache row per prompt (:mod:`~.tree`), so the p
 is not even copied.
 
 Deterministic for a fixed ``torch.Generator`` state (or ``SamplerConfig.seed``), inputs and
-thread settings.
+thread settings. With ``prompt_seeds`` (one per prompt) every draw instead takes a counter-based
+uniform, a hash of (prompt seed, row in group, response position) (:func:`counter_uniforms`):
+a prompt's samples then depend on its seed and the model only, not on which other prompts share
+the call, their order or the batch size -- what lets RL split one step's prompts over several
+processes and still train the same model as one process does.
 """
 
 from __future__ import annotations
@@ -101,13 +105,53 @@ def _top_p(scores: torch.Tensor, top_p: float) -> torch.Tensor:
     return scores.scatter(-1, idx, sorted_s.masked_fill(drop, _NEG))
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``x * c mod 2^32`` for int64 ``x`` in [0, 2^32) without int64 overflow (two 16-bit
+    halves of ``c``)."""
+    lo = x * (c & 0xFFFF)
+    hi = ((x * (c >> 16)) & 0xFFFF) << 16
+    return (lo + hi) & _MASK32
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash with full avalanche (Wellons' "lowbias32") on int64 tensors
+    holding values in [0, 2^32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def row_keys(prompt_seeds: Sequence[int], group_size: int) -> torch.Tensor:
+    """int64 ``[P * G]``: the 32-bit stream key of each row (prompt-major, as the rollout's rows)
+    from its prompt's seed (any integer) and its index in the group."""
+    lo = torch.tensor([int(s) & _MASK32 for s in prompt_seeds], dtype=torch.long)
+    hi = torch.tensor([(int(s) >> 32) & _MASK32 for s in prompt_seeds], dtype=torch.long)
+    base = mix32(lo ^ mix32(hi ^ 0x9E3779B9))
+    j = torch.arange(group_size, dtype=torch.long)
+    return mix32(base.repeat_interleave(group_size) ^ mix32(j.repeat(len(prompt_seeds))
+                                                             + 0x632BE5AB))
+
+
+def counter_uniforms(keys: torch.Tensor, counters: torch.Tensor) -> torch.Tensor:
+    """float32 uniforms in [0, 1), one per row: a hash of the row's key and its counter (the
+    response position it is drawing), with 24 bits as ``torch.rand`` has."""
+    h = mix32(keys ^ mix32((counters & _MASK32) ^ 0x85EBCA6B))
+    return (h >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
 def draw(scores: torch.Tensor, temperature: float, top_p: float,
-         generator: torch.Generator | None) -> torch.Tensor:
+         generator: torch.Generator | None, uniforms: torch.Tensor | None = None) -> torch.Tensor:
     """One index per row of masked scores: argmax at temperature 0, else a sample.
 
-    Sampling inverts the CDF with one uniform per row -- far cheaper on CPU than
-    ``torch.multinomial``. A zero-mass entry can never be drawn; the float32 running sum gives
-    each entry its probability up to one rounding of the partial sum (< 1e-7 absolute).
+    Sampling inverts the CDF with one uniform per row (``uniforms`` if given, else drawn from
+    ``generator``) -- far cheaper on CPU than ``torch.multinomial``. A zero-mass entry can never
+    be drawn; the float32 running sum gives each entry its probability up to one rounding of the
+    partial sum (< 1e-7 absolute).
     """
     if temperature == 0:
         return scores.argmax(-1)
@@ -118,7 +162,9 @@ def draw(scores: torch.Tensor, temperature: float, top_p: float,
     cum = (scores - scores.amax(-1, keepdim=True)).exp_().cumsum_(-1)  # unnormalised CDF
     total = cum[:, -1:]
     # strictly below the total, so the first entry whose running sum exceeds it has mass > 0
-    r = torch.minimum(torch.rand(total.shape, generator=generator) * total,
+    u = (torch.rand(total.shape, generator=generator) if uniforms is None
+         else uniforms.reshape(total.shape).to(total.dtype))
+    r = torch.minimum(u * total,
                       torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cum, r, right=True).squeeze(1)
 
@@ -126,9 +172,11 @@ def draw(scores: torch.Tensor, temperature: float, top_p: float,
 def pick_tokens(logits: torch.Tensor, machine: StepMachine, st: MachineState, con: Constraint,
                 *, temperature: float = 1.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None, logprob_temperature: float = 1.0,
-                need_logprobs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                need_logprobs: bool = True, uniforms: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Next token of every row under the constraint, and its full-vocabulary log-prob (zeros
-    when ``need_logprobs`` is False).
+    when ``need_logprobs`` is False). ``uniforms`` (one per row): the draws' uniforms instead of
+    ``generator``'s.
 
     Forced rows take their forced token; free rows draw from the vocabulary minus the banned ids
     (</think> only when ``close_ok``); SID-choice rows draw among their trie children.
@@ -139,12 +187,14 @@ def pick_tokens(logits: torch.Tensor, machine: StepMachine, st: MachineState, co
         every = len(free) == len(tok)  # common while thinking: no row gather needed
         s = (logits if every else logits[free]) + machine.think_bias(logits.shape[1])
         s[:, machine.close_id].masked_fill_(~con.close_ok[free], _NEG)
-        tok[free] = draw(s, temperature, top_p, generator)
+        tok[free] = draw(s, temperature, top_p, generator,
+                         None if uniforms is None else uniforms[free])
     choice = con.choice.nonzero().flatten()
     if len(choice):
         ids, ok = machine.candidates(st, choice)
         s = logits[choice].gather(1, ids).masked_fill(~ok, _NEG)
-        j = draw(s, temperature, top_p, generator)
+        j = draw(s, temperature, top_p, generator,
+                 None if uniforms is None else uniforms[choice])
         tok[choice] = ids.gather(1, j[:, None]).squeeze(1)
     if not need_logprobs:
         return tok, torch.zeros(tok.shape)
@@ -167,11 +217,13 @@ def _finalise_stats(stats: dict[str, float], started: float) -> dict[str, float]
 @torch.no_grad()
 def sample_groups(model: Any, prompts: Sequence[Sequence[int]], targets: Any, trie: SIDTrie,
                   vocab: SIDVocab, config: SamplerConfig | None = None, *,
-                  generator: torch.Generator | None = None, **overrides: Any) -> Rollout:
+                  generator: torch.Generator | None = None,
+                  prompt_seeds: Sequence[int] | None = None, **overrides: Any) -> Rollout:
     """G constrained samples for each prompt as a :class:`Rollout` (see the module docstring).
 
     ``targets`` is ``[P, K]``: each prompt's target SID (must be catalog SIDs). ``overrides``
-    replace fields of ``config`` (e.g. ``group_size=4``).
+    replace fields of ``config`` (e.g. ``group_size=4``). ``prompt_seeds``: one seed per prompt
+    (counter-based draws, independent of the batch; ``generator`` is then unused).
     """
     cfg = replace(config or SamplerConfig(), **overrides) if overrides else (config
                                                                             or SamplerConfig())
@@ -180,13 +232,19 @@ def sample_groups(model: Any, prompts: Sequence[Sequence[int]], targets: Any, tr
                           max_think_tokens=cfg.max_think_tokens,
                           min_think_tokens=cfg.min_think_tokens)
     gen = generator if generator is not None else torch.Generator().manual_seed(cfg.seed)
+    keys = None
+    if prompt_seeds is not None:
+        if len(prompt_seeds) != len(prompts):
+            raise ValueError(f"sample_groups: {len(prompt_seeds)} prompt seeds for "
+                             f"{len(prompts)} prompts")
+        keys = row_keys(prompt_seeds, cfg.group_size).view(len(prompts), cfg.group_size)
     started = time.perf_counter()
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     was_training = model.training
     model.eval()
     try:
         parts = [_sample_chunk(model, prompts, tgt, order[s:s + cfg.batch_size], machine, cfg,
-                               gen) for s in range(0, len(order), cfg.batch_size)]
+                               gen, keys) for s in range(0, len(order), cfg.batch_size)]
     finally:
         model.train(was_training)
     rollout = concat_rollouts(parts, vocab.pad_id)
@@ -202,8 +260,9 @@ def sample_groups(model: Any, prompts: Sequence[Sequence[int]], targets: Any, tr
 
 def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], targets: torch.Tensor,
                   chunk: list[int], machine: StepMachine, cfg: SamplerConfig,
-                  gen: torch.Generator) -> Rollout:
+                  gen: torch.Generator, keys: torch.Tensor | None = None) -> Rollout:
     g, p = cfg.group_size, len(chunk)
+    row_key = None if keys is None else keys[torch.as_tensor(chunk)].flatten()
     n = p * g
     sess = open_session(model, [prompts[i] for i in chunk], machine.pad_id,
                         reserve=machine.max_response_tokens, branches=g,
@@ -217,8 +276,10 @@ def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], targets: torch.T
     lp_temp = cfg.temperature if cfg.logprobs_at_temperature else 1.0
     while True:
         con = machine.constraint(st)
+        u = None if row_key is None else counter_uniforms(row_key[rows], buf.length[rows])
         tok, logp = pick_tokens(sess.logits, machine, st, con, temperature=cfg.temperature,
-                                top_p=cfg.top_p, generator=gen, logprob_temperature=lp_temp)
+                                top_p=cfg.top_p, generator=gen, logprob_temperature=lp_temp,
+                                uniforms=u)
         live = con.step >= 0
         buf.write(rows[live], tok[live], logp[live], con.forced[live], con.step[live])
         machine.advance(st, tok)

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from sapo_pipeline.config_utils import check_choice, check_positive
 from sapo_pipeline.training import fields as common
+from sapo_pipeline.training.launch import LauncherConfig
 
 STD_MODES = ("sample", "population")
 EMPTY_STEP_MODES = ("count", "skip")
@@ -27,10 +28,6 @@ OUTCOME_AGGREGATIONS = ("token", "sequence")
 GRPO_REWARDS = ("exact", "prefix")
 SAPO_REWARDS = ("prefix_conditioned", "independent")
 PENALTY_NORMALISATIONS = ("all_ranks", "wrong_beams", "none")
-
-
-
-
 
 
 @dataclass
@@ -198,9 +195,19 @@ class RLTrainConfig:
     autocast: str = common.autocast()
     num_threads: int | None = common.num_threads()
     progress_bar: bool = common.progress_bar()
+    launcher: LauncherConfig = field(
+        default_factory=LauncherConfig,
+        metadata={"help": "How the node trains: in its own process (num_processes 1) or "
+                          "launched on several with accelerate / torchrun; each process "
+                          "samples and trains prompts_per_step / num_processes whole groups."},
+    )
 
     def __post_init__(self) -> None:
         o = type(self).__name__
+        if self.prompts_per_step % self.launcher.num_processes:
+            raise ValueError(f"{o}.prompts_per_step={self.prompts_per_step} is not divisible by "
+                             f"launcher.num_processes={self.launcher.num_processes} (every "
+                             "process trains whole groups)")
         common.check_optimiser(o, self)
         common.check_run(o, self)
         for name in ("steps", "prompts_per_step", "group_size", "ppo_epochs",

@@ -6,7 +6,10 @@ repeats each prompt's target. SID tokens are trie-constrained; tokens the decode
 marked out of ``sampled_mask``. Beam sources (ReRe) fill ``beam_rank``.
 
 A source must be deterministic for a given ``seed`` (the trainer passes a seed derived from
-``(cfg.seed, step, process)``), which is what makes a resumed run equal an uninterrupted one.
+``(cfg.seed, step)``), which is what makes a resumed run equal an uninterrupted one, and the
+responses to a prompt must depend on ``seed`` and that prompt's entry of ``prompt_keys`` (its
+index in the prompt set) only, not on the other prompts of the call: the trainer splits a step's
+prompts over processes, and one process must sample what several do.
 It is called under ``torch.no_grad()`` with the policy in eval mode. ``old_logprobs`` are only
 used with ``old_logprobs: rollout``; they must then be log-softmax(logits / temperature).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
 from sapo_pipeline.decoding.beam import beam_sample
@@ -30,7 +34,7 @@ from sapo_pipeline.sid.catalog import SIDTrie
 class RolloutSource(Protocol):
     def sample(self, model: Any, prompt_ids: Sequence[Sequence[int]], targets: torch.Tensor,
                group_size: int, *, seed: int, temperature: float, top_p: float,
-               max_think_tokens: int) -> Rollout:
+               max_think_tokens: int, prompt_keys: Sequence[int] | None = None) -> Rollout:
         """G responses per prompt (``targets``: long [P, K]); see the module docstring."""
         ...
 
@@ -81,22 +85,29 @@ class GroupSampler(_DecodingSource):
     """:class:`RolloutSource` over :func:`sapo_pipeline.decoding.sample_groups` (GRPO, SAPO).
 
     Log-probabilities are recorded at the sampling temperature (``logprobs_at_temperature``),
-    as the trainer's loss computes them; the seed seeds a fresh CPU ``torch.Generator``.
+    as the trainer's loss computes them. Each prompt samples from its own counter-based stream
+    seeded by ``(seed, key)`` (``prompt_keys``, default the prompts' positions), so batches and
+    processes do not change what a prompt gets.
     """
 
     name = "sample_groups"
 
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "draws": "counter"}
+
     def sample(self, model: Any, prompt_ids: Sequence[Sequence[int]], targets: torch.Tensor,
                group_size: int, *, seed: int, temperature: float, top_p: float,
-               max_think_tokens: int) -> Rollout:
+               max_think_tokens: int, prompt_keys: Sequence[int] | None = None) -> Rollout:
         cfg = SamplerConfig(group_size=group_size, reasoning=self.reasoning,
                             temperature=temperature, top_p=top_p,
                             max_think_tokens=max_think_tokens,
                             min_think_tokens=min(self.min_think_tokens, max_think_tokens),
                             batch_size=self.batch_size, logprobs_at_temperature=True)
-        gen = torch.Generator().manual_seed(int(seed))
+        keys = range(len(prompt_ids)) if prompt_keys is None else prompt_keys
+        seeds = [int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1, np.uint64)[0])
+                 for k in keys]
         return sample_groups(model, [list(p) for p in prompt_ids], targets.cpu(), self.trie,
-                             self.vocab, cfg, generator=gen)
+                             self.vocab, cfg, prompt_seeds=seeds)
 
 
 class BeamSampler(_DecodingSource):
@@ -107,7 +118,7 @@ class BeamSampler(_DecodingSource):
 
     def sample(self, model: Any, prompt_ids: Sequence[Sequence[int]], targets: torch.Tensor,
                group_size: int, *, seed: int, temperature: float, top_p: float,
-               max_think_tokens: int) -> Rollout:
+               max_think_tokens: int, prompt_keys: Sequence[int] | None = None) -> Rollout:
         return beam_sample(model, [list(p) for p in prompt_ids], targets.cpu(), self.trie,
                            self.vocab, num_beams=group_size, reasoning=self.reasoning,
                            max_think_tokens=max_think_tokens,

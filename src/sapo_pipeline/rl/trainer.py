@@ -5,7 +5,9 @@ Per RL step s:
 1. prompts: ``prompts_per_step`` of the train prompts, from a seeded permutation per epoch (a
    pure function of ``(seed, s)``; an epoch's remainder is left out); process r takes the r-th
    contiguous share, so every group lives whole on one process;
-2. rollout: ``source.sample`` (no grad, eval mode) with a seed from ``(seed, s, r)``;
+2. rollout: ``source.sample`` (no grad, eval mode) with a seed from ``(seed, s)`` and each
+   prompt's index as its key: a prompt's responses depend on (seed, s, prompt) only, so the
+   same step on any number of processes samples the same responses;
 3. rewards -> advantages (:func:`~sapo_pipeline.rl.advantages.compute_advantages`);
 4. pi_old (recomputed, or the rollout's) and pi_ref (frozen copy of the starting model; skipped
    when beta = 0), no grad;
@@ -58,7 +60,7 @@ logger = logging.getLogger(__name__)
 #: Config fields that do not change the trained weights (left out of the resume fingerprint).
 _NO_TRAJECTORY = ("checkpoint_every", "save_total_limit", "log_every", "work_dir", "resume",
                   "progress_bar", "num_threads", "device", "eval_every", "eval_prompts",
-                  "eval_group_size", "eval_temperature", "eval_num_beams")
+                  "eval_group_size", "eval_temperature", "eval_num_beams", "launcher")
 #: Fields added after work directories existed: left out of the fingerprint at these (default)
 #: values, so that a run started before they existed still resumes.
 _LATER_DEFAULTS = {"negative_weight": 1.0, "think_loss": True}
@@ -83,7 +85,7 @@ class RLResult:
 
 #: Seed salts, so that the seed streams of one run never coincide: the global torch RNG of each
 #: process (dropout, initialisations), the valid rollouts, the minibatch order of an update. The training
-#: rollouts of step ``s`` use ``derive_seed(seed, s, rank)``.
+#: rollouts of step ``s`` use ``derive_seed(seed, s)`` with the prompts' indices as keys.
 SALT_TORCH_RNG = 5
 SALT_EVAL_ROLLOUTS = 9
 SALT_MINIBATCH_ORDER = 3  # np.random.default_rng([seed, step, epoch, rank, salt])
@@ -229,7 +231,8 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
     if valid is not None and len(valid) and cfg.eval_every:
         pick = np.sort(np.random.default_rng([cfg.seed, 13]).permutation(len(valid))
                        [:cfg.eval_prompts])
-        eval_set = valid.subset(pick[rank::world])
+        eval_keys = pick[rank::world]  # the rows' indices in ``valid``: their rollouts' keys
+        eval_set = valid.subset(eval_keys)
     autocast = lambda: torch.autocast(device.type, torch.bfloat16, enabled=bf16)  # noqa: E731
     reduce_sum = (lambda t: acc.reduce(t, reduction="sum")) if world > 1 else (lambda t: t)
 
@@ -243,11 +246,12 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
             for start in range(0, len(eval_set), local):
                 idx = np.arange(start, min(start + local, len(eval_set)))
                 targets = _targets(eval_set, idx, device)
-                seed = derive_seed(cfg.seed, SALT_EVAL_ROLLOUTS, rank, start)
                 rollout = source.sample(model, [eval_set.prompt_ids[i] for i in idx], targets,
-                                        cfg.eval_group_size, seed=seed,
+                                        cfg.eval_group_size,
+                                        seed=derive_seed(cfg.seed, SALT_EVAL_ROLLOUTS),
                                         temperature=cfg.eval_temperature, top_p=cfg.top_p,
-                                        max_think_tokens=cfg.max_think_tokens)
+                                        max_think_tokens=cfg.max_think_tokens,
+                                        prompt_keys=[int(k) for k in eval_keys[idx]])
                 rollout = _rollout_to(rollout, device)
                 rewards = step_rewards(rollout.sid_codes, rollout.target_codes)
                 sums[:levels] += rewards.sum(dim=0).double()
@@ -287,9 +291,10 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         t0 = time.perf_counter()
         with torch.no_grad(), autocast():
             rollout = source.sample(model, [prompts.prompt_ids[i] for i in idx], targets,
-                                    cfg.group_size, seed=derive_seed(cfg.seed, step, rank),
+                                    cfg.group_size, seed=derive_seed(cfg.seed, step),
                                     temperature=cfg.temperature, top_p=cfg.top_p,
-                                    max_think_tokens=cfg.max_think_tokens)
+                                    max_think_tokens=cfg.max_think_tokens,
+                                    prompt_keys=[int(i) for i in idx])
         rollout = _rollout_to(rollout, device)
         check_rollout(rollout, len(idx), cfg.group_size, targets,
                       need_beam_rank=method.needs_beam_rank)
