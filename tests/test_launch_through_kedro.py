@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from kedro_helpers import REPO, kedro, make_project
-
 from sapo_pipeline.rl.diagnostics import csv_to_log
+
+from kedro_helpers import REPO, kedro, make_project
 
 TWO = "align.launcher.kind=torchrun,align.launcher.num_processes=2"
 TWO_ACCELERATE = "align.launcher.kind=accelerate,align.launcher.num_processes=2"
