@@ -251,3 +251,23 @@ def test_prompt_seeds_make_a_prompts_samples_independent_of_the_batch(reasoning:
     assert any(rows_of(moved, i) != rows_of(every, i) for i in range(len(s.prompts)))
     with pytest.raises(ValueError, match="prompt seeds"):
         sample_groups(model, s.prompts, targets, s.trie, s.vocab, prompt_seeds=seeds[:2], **kw)
+
+
+def test_greedy_thinking_keeps_the_blocks_of_the_sid_choices() -> None:
+    """think_temperature 0: a block is the argmax continuation of what precedes it, so rows of a
+    prompt that chose the same SID prefix wrote the same blocks, and the SIDs still vary."""
+    s = setup()
+    model = CloseBias(s.model, s.vocab.think_close_id)
+    ro = sample_groups(model, s.prompts, _targets(len(s.prompts)), s.trie, s.vocab,
+                       group_size=16, max_think_tokens=CAP, think_temperature=0.0,
+                       prompt_seeds=list(range(len(s.prompts))))
+    by_prefix: dict = {}
+    for r in range(ro.sequences.shape[0]):
+        resp = _response(ro, r)
+        first_block = resp[:resp.index(s.vocab.think_close_id) + 1]
+        by_prefix.setdefault(int(ro.group_index[r]), set()).add(tuple(first_block))
+    assert all(len(blocks) == 1 for blocks in by_prefix.values())  # level 1: one greedy block
+    assert any(len({tuple(c) for c in ro.sid_codes[ro.group_index == g].tolist()}) > 1
+               for g in range(len(s.prompts)))
+    with pytest.raises(ValueError, match="think_temperature"):
+        SamplerConfig(think_temperature=-1.0)

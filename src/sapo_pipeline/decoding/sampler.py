@@ -59,6 +59,11 @@ class SamplerConfig:
         default=1.0, metadata={"help": "Sampling temperature (0 = greedy), applied after the "
                                        "constraint mask."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass in (0, 1]."})
+    think_temperature: float | None = field(
+        default=None, metadata={"help": "Temperature of the free thinking text (null: "
+                                        "`temperature`; 0: greedy blocks, as the step-wise "
+                                        "beam search writes them, so the samples differ in "
+                                        "their SID choices and what follows from them)."})
     max_think_tokens: int = field(
         default=64, metadata={"help": "Free tokens per thinking block; </think> is forced at it."})
     min_think_tokens: int = field(
@@ -82,6 +87,9 @@ class SamplerConfig:
             raise ValueError(f"SamplerConfig.group_size={self.group_size}: must be >= 1")
         if self.temperature < 0:
             raise ValueError(f"SamplerConfig.temperature={self.temperature}: must be >= 0")
+        if self.think_temperature is not None and self.think_temperature < 0:
+            raise ValueError(f"SamplerConfig.think_temperature={self.think_temperature}: must "
+                             "be >= 0 (or null)")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"SamplerConfig.top_p={self.top_p}: must be in (0, 1]")
         if self.max_think_tokens < 0 or not 0 <= self.min_think_tokens <= self.max_think_tokens:
@@ -172,11 +180,11 @@ def draw(scores: torch.Tensor, temperature: float, top_p: float,
 def pick_tokens(logits: torch.Tensor, machine: StepMachine, st: MachineState, con: Constraint,
                 *, temperature: float = 1.0, top_p: float = 1.0,
                 generator: torch.Generator | None = None, logprob_temperature: float = 1.0,
-                need_logprobs: bool = True, uniforms: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                need_logprobs: bool = True, uniforms: torch.Tensor | None = None,
+                think_temperature: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Next token of every row under the constraint, and its full-vocabulary log-prob (zeros
     when ``need_logprobs`` is False). ``uniforms`` (one per row): the draws' uniforms instead of
-    ``generator``'s.
+    ``generator``'s. ``think_temperature``: the free rows' temperature (default ``temperature``).
 
     Forced rows take their forced token; free rows draw from the vocabulary minus the banned ids
     (</think> only when ``close_ok``); SID-choice rows draw among their trie children.
@@ -187,7 +195,8 @@ def pick_tokens(logits: torch.Tensor, machine: StepMachine, st: MachineState, co
         every = len(free) == len(tok)  # common while thinking: no row gather needed
         s = (logits if every else logits[free]) + machine.think_bias(logits.shape[1])
         s[:, machine.close_id].masked_fill_(~con.close_ok[free], _NEG)
-        tok[free] = draw(s, temperature, top_p, generator,
+        t_free = temperature if think_temperature is None else think_temperature
+        tok[free] = draw(s, t_free, top_p, generator,
                          None if uniforms is None else uniforms[free])
     choice = con.choice.nonzero().flatten()
     if len(choice):
@@ -279,7 +288,7 @@ def _sample_chunk(model: Any, prompts: Sequence[Sequence[int]], targets: torch.T
         u = None if row_key is None else counter_uniforms(row_key[rows], buf.length[rows])
         tok, logp = pick_tokens(sess.logits, machine, st, con, temperature=cfg.temperature,
                                 top_p=cfg.top_p, generator=gen, logprob_temperature=lp_temp,
-                                uniforms=u)
+                                uniforms=u, think_temperature=cfg.think_temperature)
         live = con.step >= 0
         buf.write(rows[live], tok[live], logp[live], con.forced[live], con.step[live])
         machine.advance(st, tok)

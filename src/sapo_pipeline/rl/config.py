@@ -123,6 +123,13 @@ class RLTrainConfig:
                           "temperature too (pi_theta, pi_old and pi_ref alike)."},
     )
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass (1.0: off)."})
+    think_temperature: float | None = field(
+        default=None,
+        metadata={"help": "Sampling temperature of the free thinking text (null: `temperature`; "
+                          "0: greedy blocks, as the evaluation's step-wise beam search writes "
+                          "them, so a group's responses differ in their SID choices). The "
+                          "loss's log-probabilities stay at `temperature`."},
+    )
     max_think_tokens: int = field(
         default=48,
         metadata={"help": "Cap on a thinking block's sampled tokens; at the cap </think> is "
@@ -230,6 +237,10 @@ class RLTrainConfig:
             raise ValueError(f"{o}.negative_weight={self.negative_weight!r}: must be in [0, 1]")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"{o}.top_p={self.top_p}: must be in (0, 1]")
+        if self.think_temperature is not None and (isinstance(self.think_temperature, bool)
+                                                   or self.think_temperature < 0):
+            raise ValueError(f"{o}.think_temperature={self.think_temperature!r}: must be >= 0 "
+                             "(or null)")
         if not 0 <= self.min_think_tokens <= self.max_think_tokens:
             raise ValueError(f"{o}: need 0 <= min_think_tokens={self.min_think_tokens} <= "
                              f"max_think_tokens={self.max_think_tokens}")

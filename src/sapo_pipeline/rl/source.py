@@ -92,8 +92,16 @@ class GroupSampler(_DecodingSource):
 
     name = "sample_groups"
 
+    def __init__(self, trie: SIDTrie, vocab: SIDVocab, *, think_temperature: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(trie, vocab, **kwargs)
+        self.think_temperature = think_temperature
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "draws": "counter"}
+        out = {**super().describe(), "draws": "counter"}
+        if self.think_temperature is not None:
+            out["think_temperature"] = self.think_temperature
+        return out
 
     def sample(self, model: Any, prompt_ids: Sequence[Sequence[int]], targets: torch.Tensor,
                group_size: int, *, seed: int, temperature: float, top_p: float,
@@ -102,7 +110,8 @@ class GroupSampler(_DecodingSource):
                             temperature=temperature, top_p=top_p,
                             max_think_tokens=max_think_tokens,
                             min_think_tokens=min(self.min_think_tokens, max_think_tokens),
-                            batch_size=self.batch_size, logprobs_at_temperature=True)
+                            batch_size=self.batch_size, logprobs_at_temperature=True,
+                            think_temperature=self.think_temperature)
         keys = range(len(prompt_ids)) if prompt_keys is None else prompt_keys
         seeds = [int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1, np.uint64)[0])
                  for k in keys]
@@ -128,6 +137,11 @@ class BeamSampler(_DecodingSource):
 
 def make_rollout_source(cfg: Any, trie: SIDTrie, vocab: SIDVocab) -> RolloutSource:
     """The rollout source of ``cfg``'s method: ranked beams (ReRe) or sampled groups."""
-    kind = BeamSampler if method_of(cfg).rollout == "beam" else GroupSampler
-    return kind(trie, vocab, reasoning=cfg.reasoning, min_think_tokens=cfg.min_think_tokens,
-                batch_size=cfg.rollout_batch_size)
+    common = dict(reasoning=cfg.reasoning, min_think_tokens=cfg.min_think_tokens,
+                  batch_size=cfg.rollout_batch_size)
+    if method_of(cfg).rollout == "beam":
+        if cfg.think_temperature is not None:
+            raise ValueError(f"{cfg.algorithm}: think_temperature applies to sampled rollouts; "
+                             "beam rollouts write greedy blocks already")
+        return BeamSampler(trie, vocab, **common)
+    return GroupSampler(trie, vocab, think_temperature=cfg.think_temperature, **common)

@@ -63,7 +63,7 @@ _NO_TRAJECTORY = ("checkpoint_every", "save_total_limit", "log_every", "work_dir
                   "eval_group_size", "eval_temperature", "eval_num_beams", "launcher")
 #: Fields added after work directories existed: left out of the fingerprint at these (default)
 #: values, so that a run started before they existed still resumes.
-_LATER_DEFAULTS = {"negative_weight": 1.0, "think_loss": True}
+_LATER_DEFAULTS = {"negative_weight": 1.0, "think_loss": True, "think_temperature": None}
 
 
 @dataclass
