@@ -218,3 +218,38 @@ def test_a_kedro_run_recorded_with_dvc_commit_is_what_dvc_repro_would_build(tmp_
     assert "Data and pipelines are up to date" in dvc(project, "status")
     again = dvc(project, "repro")
     assert "Running stage" not in again and "Data and pipelines are up to date" in again
+
+
+def test_the_study_file_runs_every_data_set_and_seed_into_its_own_root():
+    """studies/dvc.yaml: one whole-graph run per (data set, seed) of studies/runs.yaml into its
+    own run root, one report per data set over exactly its seeds, one results page over all."""
+    from dvc.repo import Repo
+
+    runs = yaml.safe_load((REPO / "studies" / "runs.yaml").read_text())
+    stages = {s.addressing.split(":", 1)[1]: s for s in Repo(str(REPO)).index.stages
+              if s.path.endswith(os.path.join("studies", "dvc.yaml"))}
+    seeds: dict[str, list[str]] = {}
+    for key, run in runs["runs"].items():
+        stage = stages[f"run@{key}"]
+        root = f"data/study/{run['dataset']}/seed{run['seed']}"
+        assert Path(stage.wdir) == REPO
+        assert stage.cmd.startswith("kedro run --pipelines=sapo_full")
+        assert f"run_root={root},seed={run['seed']}" in stage.cmd
+        env = run["conf"].split("/", 1)[1]
+        assert (f"--env {env}" in stage.cmd) == (env != "base"), stage.cmd
+        assert (REPO / run["conf"]).is_dir()
+        assert [str(o.def_path) for o in stage.outs] == [root]
+        assert {str(d.def_path) for d in stage.deps} >= {"src/sapo_pipeline", "conf/base",
+                                                          run["conf"]}
+        seeds.setdefault(run["dataset"], []).append(root)
+    assert set(seeds) == set(runs["datasets"])
+    assert all(len(roots) >= 3 for roots in seeds.values())  # the issue's three seeds each
+    page = stages["results_page"]
+    for dataset, roots in seeds.items():
+        report = stages[f"report@{dataset}"]
+        deps = [str(d.def_path) for d in report.deps if str(d.def_path).startswith("data/")]
+        assert deps == roots and report.cmd.split(" --dataset")[0].split()[-len(roots):] == roots
+        assert f"--dataset {dataset} --out data/study/{dataset}/report" in report.cmd
+        out = f"data/study/{dataset}/report/study_test.json"
+        assert out in {str(o.def_path) for o in report.outs}
+        assert out in page.cmd and out in {str(d.def_path) for d in page.deps}
