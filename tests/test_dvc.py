@@ -241,15 +241,20 @@ def test_the_study_file_runs_every_data_set_and_seed_into_its_own_root():
         assert [str(o.def_path) for o in stage.outs] == [root]
         assert {str(d.def_path) for d in stage.deps} >= {"src/sapo_pipeline", "conf/base",
                                                           run["conf"]}
-        seeds.setdefault(run["dataset"], []).append(root)
+        archive = stages[f"archive@{key}"]
+        kept = f"studies/results/{run['dataset']}/seed{run['seed']}"
+        assert archive.cmd == f"python -m sapo_pipeline.evaluation.archive {root} --out {kept}"
+        assert [str(d.def_path) for d in archive.deps] == [root]
+        assert [(str(o.def_path), o.use_cache) for o in archive.outs] == [(kept, False)]
+        seeds.setdefault(run["dataset"], []).append(kept)
     assert set(seeds) == set(runs["datasets"])
     assert all(len(roots) >= 3 for roots in seeds.values())  # the three seeds each
     page = stages["results_page"]
     for dataset, roots in seeds.items():
         report = stages[f"report@{dataset}"]
-        deps = [str(d.def_path) for d in report.deps if str(d.def_path).startswith("data/")]
+        deps = [str(d.def_path) for d in report.deps if "/results/" in str(d.def_path)]
         assert deps == roots and report.cmd.split(" --dataset")[0].split()[-len(roots):] == roots
-        assert f"--dataset {dataset} --out data/study/{dataset}/report" in report.cmd
-        out = f"data/study/{dataset}/report/study_test.json"
+        assert f"--dataset {dataset} --out studies/results/{dataset}/report" in report.cmd
+        out = f"studies/results/{dataset}/report/study_test.json"
         assert out in {str(o.def_path) for o in report.outs}
         assert out in page.cmd and out in {str(d.def_path) for d in page.deps}
