@@ -97,6 +97,22 @@ def test_every_base_section_validates():
     assert set(built) == {k for k in params if not k.startswith("_")}
 
 
+@pytest.mark.parametrize("env", ["smoke", "scientific", "office", "industrial", "games"])
+def test_every_environment_validates(env: str):
+    """An environment's overrides merge into base sections that still validate (a typo or a
+    wrong type in conf/<env> fails here, not an hour into a run)."""
+    params = resolved_config("parameters", env)
+    assert set(validate_parameters(params)) == {k for k in params if not k.startswith("_")}
+
+
+def test_scientific_takes_its_measured_stage2_recipe():
+    teacher = load_section("teacher_corpus", resolved_config("parameters", "scientific")
+                           ["teacher_corpus"])
+    assert teacher.teacher.rule.style == "evidence" and teacher.reasoning.max_train >= 34101
+    assert teacher.prompts == load_section("teacher_corpus", _base_params()["teacher_corpus"]
+                                           ).prompts
+
+
 def test_parameters_command_lists_every_field_of_a_section_with_its_default_and_help(capsys):
     from sapo_pipeline.parameters import main
 
