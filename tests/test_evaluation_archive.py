@@ -73,3 +73,16 @@ def test_archiving_again_replaces_the_archive(tmp_path: Path):
     assert main([str(roots[1]), "--out", str(out)]) == 0
     assert not (out / "stale.txt").exists()
     assert json.loads((out / MANIFEST).read_text())["source_root"] == str(roots[1])
+
+
+def test_the_committed_archives_are_intact_and_readable_as_run_roots():
+    """Every archive under studies/results matches its manifest and loads as a run root."""
+    from sapo_pipeline.evaluation.study import load_run
+
+    results = Path(__file__).resolve().parents[1] / "studies" / "results"
+    archives = sorted(p.parent for p in results.glob("*/seed*/" + MANIFEST))
+    if not archives:
+        pytest.skip("no archived study runs under studies/results")
+    for archive in archives:
+        assert verify_archive(archive) == [], archive
+        assert load_run(archive), archive
