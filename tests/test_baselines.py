@@ -9,7 +9,8 @@ import pytest
 from sapo_pipeline.baselines import popularity
 from sapo_pipeline.baselines.config import PopularityConfig, SASRecConfig
 from sapo_pipeline.baselines.registry import KINDS, BaselineSection, baseline_config_from_dict
-from sapo_pipeline.baselines.sasrec import ndcg_at, rank_items, train_sasrec
+from sapo_pipeline.baselines.sasrec import (SASRec, _loss, _pad, batches, ndcg_at, rank_items,
+                                            train_sasrec)
 from sapo_pipeline.config_utils import ConfigError, from_dict
 from sapo_pipeline.data.sequences import user_sequences, windows
 from sapo_pipeline.evaluation.predictions import PREDICTIONS_SCHEMA, predictions_from_items
@@ -98,6 +99,29 @@ def test_sasrec_learns_a_deterministic_rule_to_near_perfect_recall_at_1():
     bce = train_sasrec(s, n, SASRecConfig(hidden=32, max_len=8, max_epochs=3, loss="bce",
                                           progress_bar=False))
     assert bce.summary["loss"] == "bce" and len(bce.log) >= 1
+
+
+def test_length_grouped_batches_cover_every_window_once_and_cutting_the_padding_changes_nothing():
+    import torch
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 52, size=1000)
+    gen = torch.Generator().manual_seed(0)
+    grouped = batches(lengths, 32, 10, gen)
+    plain = batches(lengths, 32, None, gen)
+    for epoch in (grouped, plain):
+        assert sorted(torch.cat(epoch).tolist()) == list(range(1000))
+        assert all(len(b) <= 32 for b in epoch)
+    spread = [float(np.ptp(lengths[b.numpy()])) for b in grouped]
+    assert np.mean(spread) < 0.25 * np.mean([np.ptp(lengths[b.numpy()]) for b in plain])
+    assert grouped[0].tolist() != sorted(grouped[0].tolist())  # the batches are shuffled too
+    # right-padded windows: the columns after the longest one do not change the loss
+    cfg = SASRecConfig(hidden=16, max_len=12, dropout=0.0)
+    model = SASRec(30, cfg).eval()
+    rows = [list(rng.integers(0, 30, size=n)) for n in (3, 7, 5)]
+    full = torch.from_numpy(_pad(rows, cfg.max_len + 1))
+    cut = full[:, :7]
+    assert torch.allclose(_loss(model, full, cfg, gen), _loss(model, cut, cfg, gen), atol=1e-6)
 
 
 def test_sasrec_state_round_trips_through_the_registry():

@@ -59,6 +59,15 @@ class SASRecConfig:
     lr: float = field(default=1.0e-3, metadata={"help": "Adam learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "Adam (L2) weight decay."})
     batch_size: int = field(default=128, metadata={"help": "Training windows per step."})
+    group_by_length: int | None = field(
+        default=50,
+        metadata={"help": "Batches of windows of similar length, each cut to its longest window "
+                          "(the padding of short users costs nothing): the shuffled windows are "
+                          "taken this many batches at a time, sorted by length, cut into batches, "
+                          "and the batches shuffled (as Hugging Face's group_by_length); each "
+                          "batch's loss is divided by the epoch's mean positions per batch, so "
+                          "every position weighs as in random batches. null: random batches "
+                          "(each cut to its longest window, the loss their mean)."})
     max_epochs: int = field(default=200, metadata={"help": "Upper bound on epochs."})
     eval_every: int = field(default=1, metadata={"help": "Valid NDCG@K every N epochs."})
     patience: int = field(
@@ -90,6 +99,8 @@ class SASRecConfig:
             raise ValueError(f"{o}.loss={self.loss!r}: expected one of {list(LOSSES)}")
         if self.device not in DEVICES:
             raise ValueError(f"{o}.device={self.device!r}: expected one of {list(DEVICES)}")
+        if self.group_by_length is not None:
+            _check(o, "group_by_length", self.group_by_length)
         if self.max_valid_rows is not None:
             _check(o, "max_valid_rows", self.max_valid_rows)
         if self.num_threads is not None:

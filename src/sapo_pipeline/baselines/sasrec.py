@@ -10,7 +10,9 @@ with causal self-attention, a final layer norm. The score of item ``j`` after po
 Training (:func:`train_sasrec`): every position of each user's chronological train sequence
 (:func:`~sapo_pipeline.data.sequences.windows` of ``max_len`` items), Adam, full-softmax
 cross-entropy over all catalog items (``loss: ce``) or the original paper's binary cross-entropy
-with one uniformly sampled negative per position (``loss: bce``). After every ``eval_every``
+with one uniformly sampled negative per position (``loss: bce``). Batches group windows of
+similar length and are cut to their longest (``group_by_length``; :func:`batches`), so the padding
+of short users is not computed. After every ``eval_every``
 epochs the valid NDCG@``select_k`` of the full ranking is computed on the valid rows; training
 stops after ``patience`` evaluations without improvement and the best epoch's weights are kept.
 
@@ -114,7 +116,7 @@ def rank_items(model: SASRec, histories: list[list[int]], k: int, batch_size: in
         chunk = histories[start:start + batch_size]
         if any(len(h) == 0 for h in chunk):
             raise ValueError("rank_items: every history needs at least one item")
-        seq = torch.from_numpy(_pad(chunk, model.max_len)).to(dev)
+        seq = torch.from_numpy(_pad(chunk, min(model.max_len, max(map(len, chunk))))).to(dev)
         last = (seq > 0).sum(1) - 1
         h = model(seq)[torch.arange(len(chunk), device=dev), last]
         s, i = model.scores(h).topk(k, dim=-1)
@@ -129,18 +131,40 @@ def ndcg_at(top: np.ndarray, targets: np.ndarray, k: int) -> float:
     return float(ndcg_of_ranks(np.where(hit.any(1), hit.argmax(1), -1), k).mean())
 
 
-def _loss(model: SASRec, batch: torch.Tensor, cfg: SASRecConfig, gen: torch.Generator
-          ) -> torch.Tensor:
+def batches(lengths: np.ndarray, batch_size: int, group: int | None, gen: torch.Generator
+            ) -> list[torch.Tensor]:
+    """One epoch's batches of row indices: a random permutation cut into ``batch_size`` rows;
+    with ``group``, every ``group`` batches' worth of the permutation is sorted by length before
+    it is cut, and the batches are shuffled (similar lengths share a batch, the order of the
+    windows over the epoch stays random)."""
+    order = torch.randperm(len(lengths), generator=gen)
+    if group is None:
+        return list(order.split(batch_size))
+    lengths = torch.as_tensor(lengths)
+    out: list[torch.Tensor] = []
+    for chunk in order.split(batch_size * group):
+        chunk = chunk[torch.argsort(lengths[chunk], descending=True, stable=True)]
+        out += list(chunk.split(batch_size))
+    return [out[i] for i in torch.randperm(len(out), generator=gen).tolist()]
+
+
+def _loss(model: SASRec, batch: torch.Tensor, cfg: SASRecConfig, gen: torch.Generator,
+          per: float | None = None) -> torch.Tensor:
+    """The batch's loss summed over its positions, divided by ``per`` (default: their number,
+    the batch mean). Length-grouped batches pass the epoch's mean positions per batch, so that a
+    batch of short windows does not weigh each of its positions more than a random batch would."""
     inputs, targets = batch[:, :-1], batch[:, 1:]
     mask = (inputs > 0) & (targets > 0)
     h = model(inputs)[mask]  # [N, hidden]
     pos = targets[mask] - 1
     if cfg.loss == "ce":
-        return nn.functional.cross_entropy(model.scores(h), pos)
-    neg = torch.randint(0, model.n_items, pos.shape, generator=gen).to(pos.device)
-    emb = model.items.weight[1:]
-    pos_s, neg_s = (h * emb[pos]).sum(-1), (h * emb[neg]).sum(-1)
-    return (nn.functional.softplus(-pos_s) + nn.functional.softplus(neg_s)).mean()
+        total = nn.functional.cross_entropy(model.scores(h), pos, reduction="sum")
+    else:
+        neg = torch.randint(0, model.n_items, pos.shape, generator=gen).to(pos.device)
+        emb = model.items.weight[1:]
+        pos_s, neg_s = (h * emb[pos]).sum(-1), (h * emb[neg]).sum(-1)
+        total = (nn.functional.softplus(-pos_s) + nn.functional.softplus(neg_s)).sum()
+    return total / (per if per is not None else max(int(mask.sum()), 1))
 
 
 def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
@@ -156,6 +180,8 @@ def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
     seqs = user_sequences(samples, "train")
     chunks = [items for items, _ in windows(seqs.items, cfg.max_len + 1)]  # first target: 1
     data = torch.from_numpy(_pad(chunks, cfg.max_len + 1))
+    lengths = (data > 0).sum(1).numpy()
+    positions = float((lengths - 1).clip(min=0).sum())  # predicted positions per epoch
     valid = samples.filter(pl.col("split") == "valid").sort("sample_id")
     if cfg.max_valid_rows is not None and valid.height > cfg.max_valid_rows:
         pick = np.sort(np.random.default_rng(cfg.seed).choice(valid.height, cfg.max_valid_rows,
@@ -177,11 +203,13 @@ def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
     try:
         for epoch in bar:
             model.train()
-            order = torch.randperm(len(data), generator=gen)
             losses = []
-            for b in range(0, len(order), cfg.batch_size):
-                batch = data[order[b:b + cfg.batch_size]].to(dev)
-                loss = _loss(model, batch, cfg, gen)
+            epoch_batches = batches(lengths, cfg.batch_size, cfg.group_by_length, gen)
+            per = (positions / len(epoch_batches)) if cfg.group_by_length is not None else None
+            for rows in epoch_batches:
+                # right-padded: the columns after the longest window of the batch are padding
+                batch = data[rows, :int(lengths[rows].max())].to(dev)
+                loss = _loss(model, batch, cfg, gen, per)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
