@@ -9,8 +9,15 @@ import pytest
 from sapo_pipeline.baselines import popularity
 from sapo_pipeline.baselines.config import PopularityConfig, SASRecConfig
 from sapo_pipeline.baselines.registry import KINDS, BaselineSection, baseline_config_from_dict
-from sapo_pipeline.baselines.sasrec import (SASRec, _loss, _pad, batches, ndcg_at, rank_items,
-                                            train_sasrec)
+from sapo_pipeline.baselines.sasrec import (
+    SASRec,
+    _loss,
+    _pad,
+    batches,
+    ndcg_at,
+    rank_items,
+    train_sasrec,
+)
 from sapo_pipeline.config_utils import ConfigError, from_dict
 from sapo_pipeline.data.sequences import user_sequences, windows
 from sapo_pipeline.evaluation.predictions import PREDICTIONS_SCHEMA, predictions_from_items
