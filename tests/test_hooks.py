@@ -38,7 +38,7 @@ def test_hook_writes_one_json_per_run(tmp_path):
 def test_code_version_names_the_commit_and_a_dirty_tree(tmp_path):
     import subprocess
 
-    from sapo_pipeline.hooks import code_version
+    from sapo_pipeline.provenance import code_version
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],

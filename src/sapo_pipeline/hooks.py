@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from kedro.framework.hooks import hook_impl
 
 from sapo_pipeline.io_utils import write_text_atomically
 from sapo_pipeline.parameters import validate_parameters
+from sapo_pipeline.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -143,26 +143,6 @@ class NodeTimingHooks:
         target = (self._project_path or Path(".")) / directory / f"{stamp}-{run_id}.json"
         write_text_atomically(target, json.dumps(summary, indent=2) + "\n")
         log.info("node timings written to %s", target)
-
-
-#: What decides a run's figures (a changed README or data folder does not make the code dirty).
-CODE_PATHS = ("src", "conf", "pyproject.toml", "constraints.txt")
-
-
-def code_version(project_path: Path | None) -> dict | None:
-    """The git commit of the project and whether its code (:data:`CODE_PATHS`) differs from it
-    (None when the project is not a git work tree or git is missing): the code a run's figures
-    came from."""
-    cwd = str(project_path or ".")
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                *CODE_PATHS], cwd=cwd, capture_output=True, text=True,
-                               timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": sha, "dirty": bool(dirty)}
 
 
 def summarise_timings(nodes: list[dict], total_seconds: float) -> dict:

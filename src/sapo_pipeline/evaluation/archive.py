@@ -25,12 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sapo_pipeline.io_utils import sha256_file, write_directory_atomically
+from sapo_pipeline.provenance import code_version
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +71,15 @@ def run_files(root: str | Path, splits: Sequence[str] = ("test", "valid")) -> li
     return list(dict.fromkeys(found))
 
 
-def _commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             check=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
-
-
 def archive_run(root: str | Path, out: str | Path,
                 splits: Sequence[str] = ("test", "valid")) -> dict[str, Any]:
     """Copy :func:`run_files` of ``root`` to ``out`` (replacing it atomically) with a
     ``MANIFEST.json``; returns the manifest."""
     root, out = Path(root), Path(out)
     files = run_files(root, splits)
-    manifest = {"source_root": str(root), "archived_at_commit": _commit(),
+    code = code_version() or {}
+    manifest = {"source_root": str(root), "archived_at_commit": code.get("commit"),
+                "archived_code_dirty": code.get("dirty"),
                 "files": {str(rel): {"bytes": (root / rel).stat().st_size,
                                      "sha256": sha256_file(root / rel)} for rel in files}}
 
