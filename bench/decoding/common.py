@@ -8,12 +8,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from devices import synchronize
+
 log = logging.getLogger("bench.decoding")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    synchronize()
     t0 = time.perf_counter()
     out = fn()
+    synchronize()
     return time.perf_counter() - t0, out
 
 

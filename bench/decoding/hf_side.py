@@ -103,7 +103,8 @@ def hf_beam(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVocab, trie:
     """Top-B SIDs per prompt from ``generate`` beam search, HF's order (best first)."""
     out: list[list[tuple[int, ...]]] = [[] for _ in prompts]
     for chunk in _chunks(prompts, batch):
-        ids, mask = left_pad([prompts[i] for i in chunk], vocab.pad_id)
+        ids, mask = (t.to(model.device) for t in left_pad([prompts[i] for i in chunk],
+                                                           vocab.pad_id))
         width = ids.shape[1]
         seq = model.generate(input_ids=ids, attention_mask=mask, num_beams=num_beams,
                              num_return_sequences=num_beams, do_sample=False,
@@ -125,7 +126,8 @@ def hf_sample(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVocab, gro
     full-vocabulary log-probs of the sampled tokens from ``output_logits``."""
     tokens = rows = 0
     for chunk in _chunks(prompts, batch):
-        ids, mask = left_pad([prompts[i] for i in chunk], vocab.pad_id)
+        ids, mask = (t.to(model.device) for t in left_pad([prompts[i] for i in chunk],
+                                                           vocab.pad_id))
         width = ids.shape[1]
         out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
                              num_return_sequences=group, max_new_tokens=max_new_tokens,
@@ -176,7 +178,7 @@ def hf_stepwise_beam(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVoc
         beams = [(i, [], 0.0, ()) for i in chunk]
         for level in range(vocab.levels):
             seqs = [list(prompts[i]) + toks for i, toks, _, _ in beams]
-            ids, mask = left_pad(seqs, vocab.pad_id)
+            ids, mask = (t.to(model.device) for t in left_pad(seqs, vocab.pad_id))
             width = ids.shape[1]
 
             def fn(batch_id: int, sent: torch.Tensor, width: int = width) -> torch.Tensor:
@@ -201,11 +203,11 @@ def hf_stepwise_beam(model: Any, prompts: Sequence[Sequence[int]], vocab: SIDVoc
                 end = row.index(vocab.think_close_id) + 1
                 blocks.append(row[:end])
             full = [s + b for s, b in zip(seqs, blocks)]
-            ids, mask = left_pad(full, vocab.pad_id)
+            ids, mask = (t.to(model.device) for t in left_pad(full, vocab.pad_id))
             pos = (mask.cumsum(-1) - 1).clamp(min=0)
             logits = model(input_ids=ids, attention_mask=mask, position_ids=pos,
                            logits_to_keep=1).logits[:, -1].float()
-            lp = logits.log_softmax(-1)
+            lp = logits.log_softmax(-1).cpu()  # one copy, not one per candidate
             cand: dict[int, list] = {}
             for r, (i, toks, score, prefix) in enumerate(beams):
                 for code in trie.children(prefix).tolist():

@@ -2,7 +2,7 @@
 
 Set-up: a synthetic catalog (``--items`` SIDs, 3 levels x 256 codes), a byte-level BPE tokenizer
 trained on generated prompts (histories of SIDs and titles), the scratch ``default`` backbone
-(Qwen2, 256 wide, 4 layers) with random weights, and ``--prompts`` prompts "The user bought:
+(Qwen2, 256 wide, 4 layers) with random weights on ``--device`` (cpu by default), and ``--prompts`` prompts "The user bought:
 <history of 3-10 SIDs>\\nNext item: " (left-padded in batches for both sides).
 
 (a) plain SID beam search, B beams: ``decoding.beam_search`` vs ``generate(num_beams=B,
@@ -53,6 +53,7 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KEDRO_DISABL
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from common import compare, timed  # noqa: E402
+from devices import add_device_arg, describe, resolve  # noqa: E402
 from hf_side import hf_beam, hf_sample, plain_prefix_fn, reasoning_prefix_fn  # noqa: E402
 from stepwise import add_stepwise_args, bench_stepwise  # noqa: E402
 from world import CODEBOOK, LEVELS, make_world  # noqa: E402
@@ -149,13 +150,16 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--skip-reasoning", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "decoding.json"))
+    add_device_arg(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("sapo_pipeline", "transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
+    device = resolve(args.device)
     w = make_world(args.items, args.prompts, seed=0)
     model = build_model(BackboneConfig(preset=args.preset), w["tokenizer"], seed=0).eval()
+    model.to(device)
     lens = [len(x) for x in w["prompts"]]
     result: dict[str, Any] = {
         "setup": {"prompts": len(lens), "prompt_tokens_mean": round(statistics.mean(lens), 1),
@@ -166,7 +170,8 @@ def main() -> None:
                   "think_cap": args.think_cap, "repeats": args.repeats,
                   "torch": torch.__version__, "transformers": transformers.__version__,
                   "python": platform.python_version(), "cpus": os.cpu_count(),
-                  "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
+                  "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+                  **describe(device)},
         "goals": GOALS,
     }
     result["beam"] = bench_beam(model, w, args)

@@ -33,9 +33,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # bench/devices.py
 
 import torch  # noqa: E402
 from common import compare  # noqa: E402
+from devices import add_device_arg, describe, resolve, synchronize  # noqa: E402
 from hf_side import hf_stepwise_beam  # noqa: E402
 
 from sapo_pipeline.decoding import KVSession, beam_search  # noqa: E402
@@ -50,15 +52,20 @@ def add_stepwise_args(ap: argparse.ArgumentParser) -> None:
                     help="prompts per batch of the former decoder (evaluate's former default)")
 
 
-def matmul_gflops(rows: int, hidden: int, inner: int, repeats: int = 30) -> float:
-    """Median fp32 matmul throughput at the decoder's shapes ([rows, hidden] x [hidden, inner])."""
-    x, w = torch.randn(rows, hidden), torch.randn(inner, hidden)
+def matmul_gflops(rows: int, hidden: int, inner: int, repeats: int = 30,
+                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> float:
+    """Median matmul throughput at the decoder's shapes ([rows, hidden] x [hidden, inner]) on
+    ``device``, in the model's dtype."""
+    x = torch.randn(rows, hidden, device=device, dtype=dtype)
+    w = torch.randn(inner, hidden, device=device, dtype=dtype)
     for _ in range(5):
         torch.nn.functional.linear(x, w)
     runs = []
     for _ in range(repeats):
+        synchronize()
         t0 = time.perf_counter()
         torch.nn.functional.linear(x, w)
+        synchronize()
         runs.append(time.perf_counter() - t0)
     return 2 * rows * hidden * inner / statistics.median(runs) / 1e9
 
@@ -108,8 +115,10 @@ def bench_stepwise(model: Any, prompts: list, trie: Any, vocab: Any, args: Any) 
     sets_hf = sum({h.codes for h in x} == set(y) for x, y in zip(mine, theirs))
     params = sum(t.numel() for t in model.parameters())
     cfg = model.config
+    first = next(model.parameters())
     gflops = statistics.median(
-        matmul_gflops(b * args.stepwise_batch, cfg.hidden_size, k)
+        matmul_gflops(b * args.stepwise_batch, cfg.hidden_size, k, device=first.device,
+                      dtype=first.dtype)
         for k in (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size))
     tokens = decoded_tokens(mine, vocab)
     floor_ms = 1000 * 2 * params * tokens / (gflops * 1e9)
@@ -172,17 +181,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "decoding_stepwise.json"))
     add_stepwise_args(ap)
+    add_device_arg(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("sapo_pipeline", "transformers"):
         logging.getLogger(name).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
+    device = resolve(args.device)
     w = project_world(args.checkpoint, Path(args.data), args.prompts, args.think_cap)
+    w["model"].to(device)
     lens = [len(p) for p in w["prompts"]]
     result = {"setup": {"checkpoint": args.checkpoint, "split": "test", "prompts": len(lens),
                         "prompt_tokens_mean": round(statistics.mean(lens), 1),
                         "items": len(w["trie"]), "threads": args.threads,
                         "repeats": args.repeats, "torch": torch.__version__,
+                        **describe(device),
                         "load_avg_start": [round(x, 2) for x in os.getloadavg()]},
               "stepwise_beam": bench_stepwise(w["model"], w["prompts"], w["trie"], w["vocab"],
                                               args)}

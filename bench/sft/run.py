@@ -2,7 +2,8 @@
 
 Both train the same from-scratch backbone (same seed, same initial weights) for one epoch over
 the same tokenized examples (response-only labels, prompts of varied length), batch size
-``--batch-size``, AdamW + warm-up/cosine, grad clipping 1.0, no evaluation, on CPU. Throughput =
+``--batch-size``, AdamW + warm-up/cosine, grad clipping 1.0, no evaluation, on ``--device``
+(cpu by default). Throughput =
 real (non-pad) tokens of the epoch / wall time of the whole training call (our figure includes
 building the loop, its resume fingerprint and the final checkpoint write; Trainer's its own
 set-up). The runs alternate, ``--repeats`` times; medians are reported.
@@ -33,11 +34,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(HERE.parent))  # bench/devices.py
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "KEDRO_DISABLE_TELEMETRY": "1",
                "TOKENIZERS_PARALLELISM": "false", "DVC_NO_ANALYTICS": "1"}.items():
     os.environ.setdefault(_k, _v)
 
 import torch
+from devices import add_device_arg, describe, resolve, synchronize
 
 from sapo_pipeline.model.backbone import BackboneConfig, build_model
 from sapo_pipeline.model.sft import train_sft
@@ -78,9 +81,11 @@ def run_ours(model, corpus: TokenizedCorpus, pad_id: int, args, **over) -> dict:
         cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=1e-3, warmup_steps=10,
                           max_length=args.max_length, eval_every=0, checkpoint_every=0,
                           log_every=50, work_dir=work, resume="never", progress_bar=False,
-                          autocast=over.pop("autocast", "off"), **over)
+                          autocast=over.pop("autocast", "off"),
+                          device="cpu" if args.device == "cpu" else "auto", **over)
         start = time.perf_counter()
         result = train_sft(model, corpus, None, cfg, pad_id=pad_id, stage="bench")
+        synchronize()
         wall = time.perf_counter() - start
     return {"wall_s": wall, "tokens": result.summary["tokens_seen"],
             "steps": result.summary["steps"], "loop_s": result.summary["train_seconds"]}
@@ -96,12 +101,14 @@ def run_trainer(model, corpus: TokenizedCorpus, tokenizer, args, strategy: str) 
             output_dir=out, per_device_train_batch_size=args.batch_size, num_train_epochs=1,
             learning_rate=1e-3, lr_scheduler_type="cosine", warmup_steps=10, weight_decay=0.01,
             adam_beta2=0.95, max_grad_norm=1.0, logging_steps=50, save_strategy="no",
-            eval_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0,
+            eval_strategy="no", report_to="none", use_cpu=args.device == "cpu",
+            dataloader_num_workers=0,
             disable_tqdm=True, seed=0, train_sampling_strategy=strategy, optim="adamw_torch")
         trainer = Trainer(model=model, args=targs, train_dataset=data,
                           data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True))
         start = time.perf_counter()
         out_ = trainer.train()
+        synchronize()
         wall = time.perf_counter() - start
     n_full = (len(corpus) // args.batch_size) * args.batch_size
     tokens = int(corpus.lengths.sum()) if n_full == len(corpus) else None
@@ -121,11 +128,13 @@ def main() -> None:
                     help="torch threads (1: steadier figures on a shared machine)")
     ap.add_argument("--variants", action="store_true", help="also time pack/random/bf16/full head")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "sft.json")
+    add_device_arg(ap)
     args = ap.parse_args()
     if args.examples % args.batch_size:
         ap.error("--examples must be a multiple of --batch-size (both loops see every example)")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    args.device = resolve(args.device).type
 
     prompts, responses, texts = make_corpus(args.examples)
     sids = sid_tokens(LEVELS, CODEBOOK)
@@ -175,7 +184,8 @@ def main() -> None:
                   "labelled_share": float(corpus.n_labels.sum() / lens.sum()),
                   "truncated": report.truncated,
                   "torch": torch.__version__, "python": platform.python_version(),
-                  "cpu_count": os.cpu_count(), "load_avg_at_end": os.getloadavg()},
+                  "cpu_count": os.cpu_count(), "load_avg_at_end": os.getloadavg(),
+                  **describe(torch.device(args.device))},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

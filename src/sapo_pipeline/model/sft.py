@@ -328,7 +328,8 @@ def train_sft(
     summary = {"stage": stage, "steps": state.step, "total_steps": total,
                "steps_per_epoch": plan.steps_per_epoch, "last_epoch": state.epoch,
                "left_out_per_epoch": plan.left_out_per_epoch, "global_batch": plan.step_batch,
-               "processes": world, "bf16": bf16, "batching": cfg.batching,
+               "processes": world, "device": acc.device.type, "bf16": bf16,
+               "batching": cfg.batching,
                "best_valid_loss": state.best_valid, "best_step": state.best_step,
                "final_weights": "best" if (cfg.load_best_at_end and state.best_step is not None)
                else "last", "stopped_early": state.stopped_early,

@@ -388,7 +388,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
     summary = {"algorithm": cfg.algorithm, "steps": state.step, "optimizer_steps":
                state.optimizer_steps, "processes": world, "prompts": len(prompts),
                "prompts_per_step": cfg.prompts_per_step, "group_size": cfg.group_size,
-               "aggregation": cfg.aggregation_mode, "bf16": bf16,
+               "aggregation": cfg.aggregation_mode, "device": acc.device.type, "bf16": bf16,
                "rollout_seconds": round(state.rollout_seconds, 3),
                "update_seconds": round(state.update_seconds, 3),
                "eval_seconds": round(state.eval_seconds, 3),
