@@ -1,7 +1,8 @@
 """Stage 1 and RL through ``kedro run`` on two processes (``align.launcher``,
 ``sapo.rl.launcher``; accelerate and torchrun, gloo on CPU):
 the same model as one process on the same global batch, one copy of each output in the catalog,
-a failing rank's own error in the node's failure, and a killed launched run that resumes."""
+a failing rank's own error in the node's failure, and killed launched runs (Stage 1, RL) that
+resume."""
 
 from __future__ import annotations
 
@@ -33,6 +34,22 @@ def _args(root: str, params: str = "", nodes: tuple[str, ...] = ()) -> list[str]
 def _max_diff(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def _kill_after(proc: subprocess.Popen, marker: Path) -> None:
+    """kill -9 the run (the node and its launched workers) as soon as ``marker`` exists."""
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, f"no {marker.name} appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +108,11 @@ def test_a_failing_rank_fails_the_node_with_its_own_error(project):
 def test_a_killed_launched_run_resumes(project):
     _copy_inputs(project, "killed")
     params = f"{TWO},align.train.max_steps=12"
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "kedro", *_args("data/killed", params)],
-                            cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            cwd=project, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    marker = project / "data" / "killed" / "06_models" / "align_work" / "checkpoint-000003"
-    deadline = time.monotonic() + 600
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the node and its launched workers
-    proc.wait(timeout=60)
+    _kill_after(proc, project / "data" / "killed" / "06_models" / "align_work"
+                / "checkpoint-000003")
     assert not (project / "data" / "killed" / "06_models" / "align_model").exists()
     again = kedro(project, *_args("data/killed", params))
     assert "resuming from" in again.stdout + again.stderr
@@ -145,3 +154,22 @@ def test_rl_on_two_processes_trains_the_model_one_process_trains(project):
     rows = [csv_to_log(text) for text in logs]
     assert [r["reward_step1"] for r in rows[0]] == [r["reward_step1"] for r in rows[1]]
     assert any(r["reward_step1"] > 0 for r in rows[0])  # there was something to learn from
+
+    # a launched RL run killed after its first checkpoint, run again, resumes and ends where
+    # the uninterrupted launched run (rl2) ended
+    shutil.copytree(project / "data" / "rl1", project / "data" / "rlkill", ignore=lambda d, names: [
+        n for n in names if n.startswith(("rl_sapo", "run_timings"))])
+    params = (f"run_root=data/rlkill,{rl},sapo.rl.checkpoint_every=1,"
+              "sapo.rl.launcher.kind=torchrun,sapo.rl.launcher.num_processes=2")
+    proc = subprocess.Popen([sys.executable, "-m", "kedro", "run", "--env", "smoke", *node,
+                             "--params", params], cwd=project, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    work = project / "data" / "rlkill" / "06_models" / "rl_sapo_work"
+    _kill_after(proc, work / "checkpoint-000001")
+    assert not (project / "data" / "rlkill" / "06_models" / "rl_sapo").exists()
+    assert not (work / "checkpoint-000003").exists()  # killed before the end
+    again = kedro(project, "run", "--env", "smoke", *node, "--params", params)
+    assert "resuming from" in again.stdout + again.stderr
+    resumed = load_file(project / "data" / "rlkill" / "06_models" / "rl_sapo" / "model.safetensors")
+    assert _max_diff(resumed, two) < 1e-6
