@@ -14,7 +14,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "sapo_pipeline"
 #: Lowest first; a package may import its own layer's and lower layers' packages only.
 LAYERS = [
-    {"config_utils", "io_utils"},
+    {"config_utils", "io_utils", "provenance"},
     {"data", "sid"},
     {"teacher"},
     {"decoding"},
