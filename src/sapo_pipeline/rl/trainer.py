@@ -9,7 +9,8 @@ Per RL step s:
    prompt's index as its key: a prompt's responses depend on (seed, s, prompt) only, so the
    same step on any number of processes samples the same responses;
 3. rewards -> advantages (:func:`~sapo_pipeline.rl.advantages.compute_advantages`);
-4. pi_old (recomputed, or the rollout's) and pi_ref (frozen copy of the starting model; skipped
+4. pi_old (recomputed, or the rollout's; the first minibatch of the first pass uses its own
+   forward, detached) and pi_ref (frozen copy of the starting model; skipped
    when beta = 0), no grad;
 5. ``ppo_epochs`` passes over minibatches of ``minibatch_groups`` whole groups (seeded order):
    one forward, :func:`~sapo_pipeline.rl.loss.policy_loss`, backward, clip, optimizer step. The
@@ -315,17 +316,26 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         chunks = [torch.cat([groups[g] for g in range(a, a + mb_groups)])
                   for a in range(0, len(idx), mb_groups)]
         seqs, att, resp = rollout.sequences, rollout.attention_mask, rollout.response_mask
+        orders = [np.random.default_rng([cfg.seed, step, epoch, rank, SALT_MINIBATCH_ORDER]
+                                        ).permutation(len(idx)) for epoch in range(cfg.ppo_epochs)]
+        # the first minibatch of the first pass is taken at the rollout's weights: its own
+        # forward is pi_old (rho = 1 exactly), so the recompute covers the other groups only
+        # (none at the default of one pass over one minibatch)
+        first = {int(g) for g in orders[0][:mb_groups]} if cfg.old_logprobs == "recompute" \
+            else set()
+        rest = [g for g in range(len(idx)) if g not in first]
         with autocast():
             if cfg.old_logprobs == "recompute":
-                old = batched_logprobs(inner, seqs, att, resp, chunks)
+                old = batched_logprobs(inner, seqs, att, resp,
+                                       [torch.cat([groups[g] for g in rest[a:a + mb_groups]])
+                                        for a in range(0, len(rest), mb_groups)])
             else:
                 old = torch.where(resp, rollout.old_logprobs.float(), 0.0)
             ref = (batched_logprobs(ref_module, seqs, att, resp, chunks)
                    if ref_module is not None else None)
         # ---- update
         for epoch in range(cfg.ppo_epochs):
-            order = np.random.default_rng([cfg.seed, step, epoch, rank, SALT_MINIBATCH_ORDER]
-                                          ).permutation(len(idx))
+            order = orders[epoch]
             for a in range(0, len(idx), mb_groups):
                 rows = torch.cat([groups[g] for g in order[a:a + mb_groups]])
                 width = int(att[rows].sum(dim=1).max().item())
@@ -339,6 +349,8 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
                         [local_denominator], dtype=torch.float64, device=device)).item())
                 with autocast():
                     logp, ent = wrapped(seqs[part], att[part], resp[part], with_entropy=True)
+                    if epoch == 0 and a == 0 and first:
+                        old[part] = logp.detach()
                     out = policy_loss(logp, old[part], adv.token[part], part_mask,
                                       rollout.step_ids[part], levels, mode=cfg.aggregation_mode, clip_low=cfg.clip_eps,
                                       clip_high=cfg.clip_high, beta=cfg.beta,
