@@ -1,5 +1,6 @@
 """Project hooks: the node-timing summary."""
 
+from importlib import metadata
 from types import SimpleNamespace
 
 import pytest
@@ -33,6 +34,9 @@ def test_hook_writes_one_json_per_run(tmp_path):
     assert [n["node"] for n in data["nodes"]] == ["train_align_model"]
     assert data["by_tag"]["align"] == pytest.approx(data["nodes"][0]["seconds"])
     assert data["run"]["code"] is None  # tmp_path is not a git work tree
+    env = data["run"]["environment"]  # what else decides the figures: interpreter and packages
+    assert env["packages"]["torch"] == metadata.version("torch")
+    assert env["python"] and env["cpus"] >= 1 and "transformers" in env["packages"]
 
 
 def test_code_version_names_the_commit_and_a_dirty_tree(tmp_path):

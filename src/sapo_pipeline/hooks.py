@@ -16,7 +16,7 @@ from kedro.framework.hooks import hook_impl
 
 from sapo_pipeline.io_utils import write_text_atomically
 from sapo_pipeline.parameters import validate_parameters
-from sapo_pipeline.provenance import code_version
+from sapo_pipeline.provenance import code_version, environment
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ class NodeTimingHooks:
         if not self._nodes:
             return
         summary = summarise_timings(self._nodes, time.perf_counter() - self._run_start)
-        summary["run"] = {**self._run_params, "code": code_version(self._project_path)}
+        summary["run"] = {**self._run_params, "code": code_version(self._project_path),
+                          "environment": environment()}
         for name, seconds in summary["by_tag"].items():
             log.info("wall time %-24s %8.1f s", name, seconds)
         log.info("wall time %-24s %8.1f s", "total", summary["total_seconds"])

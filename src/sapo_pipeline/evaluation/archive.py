@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sapo_pipeline.io_utils import sha256_file, write_directory_atomically
-from sapo_pipeline.provenance import code_version
+from sapo_pipeline.provenance import code_version, environment
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def archive_run(root: str | Path, out: str | Path,
     files = run_files(root, splits)
     code = code_version() or {}
     manifest = {"source_root": str(root), "archived_at_commit": code.get("commit"),
-                "archived_code_dirty": code.get("dirty"),
+                "archived_code_dirty": code.get("dirty"), "archived_environment": environment(),
                 "files": {str(rel): {"bytes": (root / rel).stat().st_size,
                                      "sha256": sha256_file(root / rel)} for rel in files}}
 
