@@ -213,7 +213,7 @@ def test_without_think_loss_only_the_decisions_carry_advantage_and_it_still_lear
 
     from rl_fakes import CODES, EOS, THINK_CLOSE, sid_id
 
-    from sapo_pipeline.rl.trainer import decision_ids, decision_tokens
+    from sapo_pipeline.rl.source import decision_ids, decision_tokens
 
     source = ToySource(toy_trie())
     with pytest.raises(ValueError, match="think_loss=false needs"):

@@ -32,8 +32,8 @@ class DecodingConfig:
                           "is forced (greedy blocks)."})
     batch_size: int = field(default=64, metadata={"help": "Prompts decoded together (x B beam rows; "
                                                        "their prompts share one KV copy). 64 "
-                                                       "measured 10-15% faster per prompt than 32 "
-                                                       "and than 128 on the 2-core CPU."})
+                                                       "measured 9-17% faster per prompt than 32 "
+                                                       "on the 2-core CPU (two trained models)."})
     max_length: int = field(
         default=768,
         metadata={"help": "Prompt + response token budget (as in training); prompts are cut "

@@ -112,9 +112,10 @@ class RLTrainConfig:
     )
     old_logprobs: str = field(
         default="recompute",
-        metadata={"help": "pi_old of the ratio: recompute (one no-grad forward over the rollout "
-                          "before the update; same numerics as the update) | rollout (the "
-                          "sampler's Rollout.old_logprobs, which must then be at `temperature`)."},
+        metadata={"help": "pi_old of the ratio: recompute (the first minibatch's own forward, "
+                          "detached, and one no-grad forward over the other groups before the "
+                          "update; same numerics as the update) | rollout (the sampler's "
+                          "Rollout.old_logprobs, which must then be at `temperature`)."},
     )
     # ---- sampling
     temperature: float = field(

@@ -145,3 +145,19 @@ def make_rollout_source(cfg: Any, trie: SIDTrie, vocab: SIDVocab) -> RolloutSour
                              "beam rollouts write greedy blocks already")
         return BeamSampler(trie, vocab, **common)
     return GroupSampler(trie, vocab, think_temperature=cfg.think_temperature, **common)
+
+
+def decision_ids(source: RolloutSource) -> torch.Tensor:
+    """The token ids that are decisions (every SID token, ``</think>``, eos) of the source's
+    vocabulary (for ``think_loss: false``)."""
+    vocab = getattr(source, "vocab", None)
+    if vocab is None:
+        raise ValueError("think_loss=false needs a rollout source with a SID vocabulary "
+                         f"(.vocab); {type(source).__name__} has none")
+    return torch.cat([vocab.sid_ids.long(),
+                      torch.tensor([vocab.think_close_id, vocab.eos_id], dtype=torch.long)])
+
+
+def decision_tokens(sequences: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """bool ``[N, T]``: the positions of ``sequences`` holding one of ``ids``."""
+    return torch.isin(sequences, ids.to(sequences.device))

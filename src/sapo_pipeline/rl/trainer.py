@@ -44,7 +44,13 @@ from sapo_pipeline.rl.loss import policy_loss
 from sapo_pipeline.rl.methods import compute_advantages, method_of
 from sapo_pipeline.rl.prompts import PromptSet
 from sapo_pipeline.rl.rewards import step_rewards
-from sapo_pipeline.rl.source import RolloutSource, check_rollout, describe_source
+from sapo_pipeline.rl.source import (
+    RolloutSource,
+    check_rollout,
+    decision_ids,
+    decision_tokens,
+    describe_source,
+)
 from sapo_pipeline.rl.state import RLState, RLWorkDir
 from sapo_pipeline.training.accelerator import make_accelerator, use_bf16
 from sapo_pipeline.training.rng import gather_rng_state, set_rng_state
@@ -137,22 +143,6 @@ def ranking_sums(hits: Sequence[Sequence[Any]], targets: np.ndarray) -> tuple[fl
         ranks.append(codes.index(want) if want in codes else -1)
     ranks = np.asarray(ranks, dtype=np.int64)
     return float(ndcg_of_ranks(ranks, 1 << 30).sum()), float((ranks >= 0).sum())
-
-
-def decision_ids(source: RolloutSource) -> torch.Tensor:
-    """The token ids that are decisions (every SID token, ``</think>``, eos) of the source's
-    vocabulary (for ``think_loss: false``)."""
-    vocab = getattr(source, "vocab", None)
-    if vocab is None:
-        raise ValueError("think_loss=false needs a rollout source with a SID vocabulary "
-                         f"(.vocab); {type(source).__name__} has none")
-    return torch.cat([vocab.sid_ids.long(),
-                      torch.tensor([vocab.think_close_id, vocab.eos_id], dtype=torch.long)])
-
-
-def decision_tokens(sequences: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """bool ``[N, T]``: the positions of ``sequences`` holding one of ``ids``."""
-    return torch.isin(sequences, ids.to(sequences.device))
 
 
 def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrainConfig, *,
@@ -321,8 +311,7 @@ def train_rl(model: Any, prompts: PromptSet, source: RolloutSource, cfg: RLTrain
         # the first minibatch of the first pass is taken at the rollout's weights: its own
         # forward is pi_old (rho = 1 exactly), so the recompute covers the other groups only
         # (none at the default of one pass over one minibatch)
-        first = {int(g) for g in orders[0][:mb_groups]} if cfg.old_logprobs == "recompute" \
-            else set()
+        first = set(orders[0][:mb_groups].tolist()) if cfg.old_logprobs == "recompute" else set()
         rest = [g for g in range(len(idx)) if g not in first]
         with autocast():
             if cfg.old_logprobs == "recompute":
