@@ -66,6 +66,9 @@ def _copy_inputs(project: Path, root: str) -> None:
     for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input"):
         shutil.copytree(project / "data" / "one" / layer, project / "data" / root / layer,
                         dirs_exist_ok=True)
+    models = project / "data" / root / "06_models"  # the SID quantiser Stage 1 reads
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(project / "data" / "one" / "06_models" / "sid_quantizer.safetensors", models)
 
 
 @pytest.mark.slow

@@ -6,9 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sft_corpus
 import yaml
+from safetensors.numpy import save_file
 
 from sapo_pipeline.config_utils import from_dict
 from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig
@@ -29,7 +31,8 @@ def test_pipelines_are_wired_by_name():
     align = align_pipeline()
     assert [n.name for n in align.nodes] == ["train_align_tokenizer", "train_align_model",
                                              "evaluate_align_model"]
-    assert align.inputs() == {"alignment_corpus", "reasoning_corpus", "sid_table", "params:align"}
+    assert align.inputs() == {"alignment_corpus", "reasoning_corpus", "sid_table", "sid_quantizer",
+                              "params:align"}
     assert align.all_outputs() == {"align_tokenizer", "align_model", "align_log", "align_eval"}
     reason = reason_pipeline()
     assert [n.name for n in reason.nodes] == ["train_reason_model", "evaluate_reason_model"]
@@ -75,16 +78,21 @@ def test_smoke_run_of_align_then_reason(tmp_path):
     table.write_parquet(inputs / "sid_table.parquet")
     alignment.write_parquet(inputs / "alignment_corpus.parquet")
     reasoning.write_parquet(inputs / "reasoning_corpus.parquet")
+    books = np.random.default_rng(0).standard_normal((3, 4, 8)).astype(np.float32)
+    save_file({"codebooks": books}, str(inputs / "sid_quantizer.safetensors"))
     env = project / "conf" / "sft_e2e"
     env.mkdir()
-    env.joinpath("catalog_inputs.yml").write_text(yaml.safe_dump({
-        name: {"type": "sapo_pipeline.datasets.ParquetDataset",
-               "filepath": str(inputs / f"{name}.parquet")}
-        for name in ("sid_table", "alignment_corpus", "reasoning_corpus")}), encoding="utf-8")
+    catalog = {name: {"type": "sapo_pipeline.datasets.ParquetDataset",
+                      "filepath": str(inputs / f"{name}.parquet")}
+               for name in ("sid_table", "alignment_corpus", "reasoning_corpus")}
+    catalog["sid_quantizer"] = {"type": "sapo_pipeline.datasets.SafetensorsDataset",
+                                "filepath": str(inputs / "sid_quantizer.safetensors")}
+    env.joinpath("catalog_inputs.yml").write_text(yaml.safe_dump(catalog), encoding="utf-8")
     for f in ("parameters_align.yml", "parameters_reason.yml"):
         shutil.copy(CONF / "smoke" / f, env / f)
     align_params = _yaml(env / "parameters_align.yml")
     align_params["align"]["eval"]["task"] = "seq_sid"  # the hand-made corpus's sequence task
+    align_params["align"]["sid_init"] = "codebook"       # SID rows from the codebooks above
     (env / "parameters_align.yml").write_text(yaml.safe_dump(align_params), encoding="utf-8")
     kedro_helpers.kedro(project, "run", "--env", "sft_e2e", "--pipelines", "align")
     kedro_helpers.kedro(project, "run", "--env", "sft_e2e", "--pipelines", "reason")
@@ -93,6 +101,8 @@ def test_smoke_run_of_align_then_reason(tmp_path):
         assert (data / "06_models" / f"{stage}_model" / "config.json").is_file()
         extra = json.loads((data / "06_models" / f"{stage}_model" / "extra.json").read_text())
         assert extra["training"]["steps"] == 6 and extra["stage"] == stage
+        if stage == "align":
+            assert extra["sid_init"]["method"] == "codebook" and extra["sid_init"]["rows"] == 12
         log = (data / "08_reporting" / f"{stage}_log.csv").read_text().splitlines()
         assert log[0].startswith("step,epoch,train_loss,valid_loss") and len(log) == 7
         report = json.loads((data / "08_reporting" / f"{stage}_eval.json").read_text())

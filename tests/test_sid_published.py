@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from safetensors.numpy import load_file
 
 from sapo_pipeline.config_utils import InputError
 from sapo_pipeline.sid.build import catalog_report
@@ -115,6 +117,11 @@ def test_office_through_kedro_with_the_published_index(shared_data, tmp_path):
     assert report["resolution"]["method"] == "published" and report["unique_sids"] < items.height
     trie = SIDTrie.from_dict(json.loads((out / "04_feature" / "sid_trie.json").read_text()))
     assert trie.allow_shared and len(trie) == report["unique_sids"]
+    # code vectors for align.sid_init=codebook: the items' mean residuals per code
+    state = load_file(str(out / "06_models" / "sid_quantizer.safetensors"))
+    assert state["codebooks"].shape == (3, 256, 384)
+    assert np.abs(state["codebooks"][0]).sum(axis=1).astype(bool).sum() == len(
+        {c[0] for c in table["codes"].to_list()})  # a vector for exactly the codes items use
 
 
 def test_items_of_another_catalog_are_refused_by_their_titles(tmp_path):

@@ -9,7 +9,8 @@ Kubernetes) can run the same command on inputs laid out the same way. ``run.json
 
     {"stage": "align" | "reason" | "rl",
      "section": {...the stage's parameters (align: / reason: / {rl:, teacher_corpus:})...},
-     "inputs": {"<name>": {"kind": "parquet" | "tokenizer" | "checkpoint", "path": "..."}},
+     "inputs": {"<name>": {"kind": "parquet" | "tokenizer" | "checkpoint" | "tensors",
+                           "path": "..."}},
      "output": "<dir>", "num_processes": N (the world size the workers must find, or null)}
 
 Every rank runs the same library call as the node does in process (:data:`STAGES`); rank 0
@@ -44,7 +45,8 @@ def _train_align(inputs: Mapping[str, Any], section: Mapping[str, Any]) -> tuple
     from sapo_pipeline.parameters import load_section
 
     checkpoint, rows = train_align(inputs["alignment_corpus"], inputs["align_tokenizer"],
-                                   inputs["sid_table"], load_section("align", section))
+                                   inputs["sid_table"], load_section("align", section),
+                                   sid_quantizer=inputs.get("sid_quantizer"))
     return checkpoint, log_to_csv(rows)
 
 
@@ -84,6 +86,8 @@ STAGES: dict[str, tuple[Callable[..., tuple[Any, str]], tuple[str, ...]]] = {
 def _kind(value: Any) -> str:
     if isinstance(value, pl.DataFrame):
         return "parquet"
+    if isinstance(value, dict) and all(hasattr(v, "shape") for v in value.values()):
+        return "tensors"
     if all(hasattr(value, a) for a in ("model", "tokenizer", "extra")):
         return "checkpoint"
     if hasattr(value, "save_pretrained"):
@@ -117,6 +121,11 @@ def write_run(launch_dir: str | Path, stage: str, section: Mapping[str, Any],
             ParquetDataset(filepath=str(path)).save(value)
         elif kind == "tokenizer":
             HFTokenizerDataset(filepath=str(path)).save(value)
+        elif kind == "tensors":
+            from sapo_pipeline.datasets.tensors import SafetensorsDataset
+
+            path = path.with_suffix(".safetensors")
+            SafetensorsDataset(filepath=str(path)).save(value)
         else:
             HFCheckpointDataset(filepath=str(path)).save(value)
         spec[name] = {"kind": kind, "path": str(path)}
@@ -141,6 +150,10 @@ def read_inputs(run: Mapping[str, Any]) -> dict[str, Any]:
         elif kind == "checkpoint":
             out[name] = HFCheckpointDataset(filepath=path,
                                             load_args={"is_trainable": True}).load()
+        elif kind == "tensors":
+            from sapo_pipeline.datasets.tensors import SafetensorsDataset
+
+            out[name] = SafetensorsDataset(filepath=path).load()
         else:
             raise ValueError(f"{RUN_FILE}: input {name!r} of unknown kind {kind!r}")
     return out

@@ -18,7 +18,7 @@ the caller's global RNG state is left untouched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,7 +159,8 @@ def _attach_lora(model: PreTrainedModel, lora: LoraSettings, new_ids: list[int])
 
 
 def _build_pretrained(
-    cfg: BackboneConfig, tokenizer: PreTrainedTokenizerBase, sid_tokens: Sequence[str]
+    cfg: BackboneConfig, tokenizer: PreTrainedTokenizerBase, sid_tokens: Sequence[str],
+    init_embeddings: Callable[[PreTrainedModel], Any] | None = None,
 ) -> Any:
     path = _local_dir(cfg.path)
     before = len(tokenizer)
@@ -181,6 +182,8 @@ def _build_pretrained(
             "embeddings resized %d -> %d rows", rows, model.get_input_embeddings().weight.shape[0]
         )
     _set_special_ids(model, tokenizer)
+    if init_embeddings is not None:
+        init_embeddings(model)
     if not cfg.lora.enabled:
         return model
     ids = sid_token_ids(tokenizer, [*STRUCTURAL_TOKENS, *sid_tokens]).values()
@@ -193,8 +196,12 @@ def build_model(
     tokenizer: PreTrainedTokenizerBase,
     seed: int,
     sid_tokens: Sequence[str] | None = None,
+    init_embeddings: Callable[[PreTrainedModel], Any] | None = None,
 ) -> Any:
     """Build the backbone described by ``cfg`` for ``tokenizer``; deterministic for ``seed``.
+
+    ``init_embeddings(model)``, when given, runs on the built model before LoRA wraps it (e.g.
+    :func:`sapo_pipeline.model.sid_embeddings.init_sid_embeddings`).
 
     For ``kind="pretrained"`` ``tokenizer`` is the backbone's own tokenizer
     (:func:`load_pretrained_tokenizer`) and ``sid_tokens`` is required: they and the ``<think>``
@@ -209,10 +216,12 @@ def build_model(
             if sid_tokens is not None:
                 sid_token_ids(tokenizer, [*STRUCTURAL_TOKENS, *sid_tokens])
             model = _build_scratch(cfg, tokenizer)
+            if init_embeddings is not None:
+                init_embeddings(model)
         else:
             if sid_tokens is None:
                 raise ValueError("build_model(kind='pretrained'): sid_tokens is required")
-            model = _build_pretrained(cfg, tokenizer, sid_tokens)
+            model = _build_pretrained(cfg, tokenizer, sid_tokens, init_embeddings)
     n = count_parameters(model)
     logger.info(
         "build_model(%s/%s): %d parameters, %d trainable",

@@ -25,6 +25,7 @@ BATCHING_MODES = ("bucket", "pack", "random")
 OVERLONG_POLICIES = ("skip", "error")
 EVAL_LAYOUTS = ("sid", "reasoning")
 SPLITS = ("train", "valid")
+SID_INITS = ("random", "codebook")
 
 
 
@@ -236,6 +237,12 @@ class AlignConfig:
     backbone: BackboneConfig = field(
         default_factory=BackboneConfig, metadata={"help": "The causal LM (scratch or pretrained)."}
     )
+    sid_init: str = field(
+        default="random",
+        metadata={"help": "SID token embeddings at the start: random (the backbone's init) | "
+                          "codebook (each token's code vector from sid_quantizer, mapped to the "
+                          "hidden size; sapo_pipeline.model.sid_embeddings)."},
+    )
     train: TrainConfig = field(
         default_factory=lambda: stage_train(epochs=4, batch_size=32,
                                             work_dir="data/06_models/align_work"),
@@ -259,6 +266,8 @@ class AlignConfig:
                 f"AlignConfig.tokenizer_splits={self.tokenizer_splits!r}: non-empty, from {SPLITS}"
             )
         check_positive("AlignConfig", "codebook_size", self.codebook_size, allow_none=True)
+        if self.sid_init not in SID_INITS:
+            raise ValueError(f"AlignConfig.sid_init={self.sid_init!r}: one of {SID_INITS}")
 
 
 @dataclass

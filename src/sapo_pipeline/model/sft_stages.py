@@ -31,9 +31,11 @@ from sapo_pipeline.model.backbone import (
 from sapo_pipeline.model.sft import LoopInfo, train_sft
 from sapo_pipeline.model.sft_config import AlignConfig, ReasonConfig, SidEvalConfig, TrainConfig
 from sapo_pipeline.model.sft_data import TokenizedCorpus, encode_prompts, tokenize_sft
+from sapo_pipeline.model.sid_embeddings import init_sid_embeddings
 from sapo_pipeline.model.sid_eval import evaluate_sids, target_sid
 from sapo_pipeline.model.tokenizer import add_sid_tokens, train_tokenizer
 from sapo_pipeline.sid.catalog import SIDTrie, is_sid_token, sid_token
+from sapo_pipeline.sid.vectors import code_vectors
 from sapo_pipeline.teacher.prompts import ALL_POSITION_TASKS
 
 logger = logging.getLogger(__name__)
@@ -151,11 +153,23 @@ def _run(stage: str, model: Any, tokenizer: Any, corpus: pl.DataFrame, corpus_na
 
 
 def train_align(alignment: pl.DataFrame, tokenizer: Any, sid_table: pl.DataFrame, cfg: AlignConfig,
-                callbacks: Sequence[Callback] = ()) -> tuple[Checkpoint, list[dict]]:
-    """Stage 1: build the backbone for ``tokenizer`` and train it on the alignment corpus."""
+                callbacks: Sequence[Callback] = (),
+                sid_quantizer: dict[str, np.ndarray] | None = None) -> tuple[Checkpoint, list[dict]]:
+    """Stage 1: build the backbone for ``tokenizer`` and train it on the alignment corpus.
+    ``sid_quantizer`` (the SID catalog's quantiser state) is read with ``sid_init: codebook``."""
+    init, record = None, {"method": cfg.sid_init}
+    if cfg.sid_init == "codebook":
+        if sid_quantizer is None:
+            raise ValueError("align.sid_init=codebook needs the sid_quantizer (its codebooks)")
+        books = code_vectors(sid_quantizer)
+
+        def init(model: Any) -> None:
+            record.update(init_sid_embeddings(model, tokenizer, books, seed=cfg.train.seed))
+
     model = build_model(cfg.backbone, tokenizer, seed=cfg.train.seed,
-                        sid_tokens=sid_vocabulary(sid_table, cfg.codebook_size))
-    extra = {"backbone": to_dict(cfg.backbone), "tasks": cfg.tasks}
+                        sid_tokens=sid_vocabulary(sid_table, cfg.codebook_size),
+                        init_embeddings=init)
+    extra = {"backbone": to_dict(cfg.backbone), "tasks": cfg.tasks, "sid_init": record}
     return _run("align", model, tokenizer, alignment, "alignment_corpus", cfg.tasks, cfg.train,
                 extra, callbacks)
 

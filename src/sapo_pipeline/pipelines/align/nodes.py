@@ -26,15 +26,18 @@ def train_align_tokenizer(alignment_corpus: pl.DataFrame, reasoning_corpus: pl.D
 
 
 def train_align_model(alignment_corpus: pl.DataFrame, align_tokenizer: Any,
-                      sid_table: pl.DataFrame, params: dict[str, Any]) -> tuple[Checkpoint, str]:
-    """Build the backbone and train it on the alignment corpus; the model and its log (CSV).
-    With ``align.launcher.num_processes > 1`` the training runs under the launcher."""
+                      sid_table: pl.DataFrame, sid_quantizer: dict[str, Any],
+                      params: dict[str, Any]) -> tuple[Checkpoint, str]:
+    """Build the backbone (SID token rows from the quantiser's codebooks with
+    ``align.sid_init: codebook``) and train it on the alignment corpus; the model and its log
+    (CSV). With ``align.launcher.num_processes > 1`` the training runs under the launcher."""
     cfg = _cfg(params)
     if not cfg.launcher.in_process:
         return launch_stage("align", params, cfg.launcher, cfg.train.work_dir,
                             alignment_corpus=alignment_corpus, align_tokenizer=align_tokenizer,
-                            sid_table=sid_table)
-    checkpoint, log = train_align(alignment_corpus, align_tokenizer, sid_table, cfg)
+                            sid_table=sid_table, sid_quantizer=sid_quantizer)
+    checkpoint, log = train_align(alignment_corpus, align_tokenizer, sid_table, cfg,
+                                  sid_quantizer=sid_quantizer)
     return checkpoint, log_to_csv(log)
 
 

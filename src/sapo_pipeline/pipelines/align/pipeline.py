@@ -16,7 +16,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 nodes.train_align_model,
-                ["alignment_corpus", "align_tokenizer", "sid_table", "params:align"],
+                ["alignment_corpus", "align_tokenizer", "sid_table", "sid_quantizer", "params:align"],
                 ["align_model", "align_log"],
                 name="train_align_model",
             ),

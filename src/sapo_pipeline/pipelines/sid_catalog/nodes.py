@@ -14,6 +14,7 @@ from sapo_pipeline.sid.catalog import SIDTrie
 from sapo_pipeline.sid.embeddings import embed_texts, item_texts
 from sapo_pipeline.sid.plots import plot_sid_catalog
 from sapo_pipeline.sid.published import published_sid_table
+from sapo_pipeline.sid.vectors import residual_code_means
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,11 @@ def assign_semantic_ids(
         table, resolution = published_sid_table(items, cfg.published_index, cfg.levels,
                                                 cfg.codebook_size)
         codes = np.array(table["codes"].to_list(), dtype=np.int64)
+        order = np.searchsorted(table["item_id"].to_numpy(), items["item_id"].to_numpy())
+        books = residual_code_means(item_embeddings, codes[order], cfg.codebook_size)
         info = {"resolution": resolution, "reconstruction_mse": None, "history": [],
                 "levels_out": cfg.levels}
-        return table, {"published_codes": codes}, info
+        return table, {"published_codes": codes, "codebooks": books}, info
     result = assign_sids(items["item_id"].to_numpy(), item_embeddings, cfg)
     info = {
         "resolution": result.resolution,
