@@ -5,7 +5,7 @@ MiniOneRec ships, per data set, ``index/<Category>.index.json``: ``{"<item_id>":
 the MiniOneRec reader keeps it). With this option every item gets exactly those codes, so a model
 is compared with the published work on the same item codes.
 
-The published index has SID collisions (Office 15 SIDs shared by 30 items, Industrial 16 by 31).
+The published index has SID collisions (Office 15 SIDs shared by 30 items, Industrial 15 by 31).
 They are kept, reported and handled as METHOD.md §4 says: items sharing a SID count as hits for
 each other (the metrics compare SIDs), the prefix trie maps a shared SID to its lowest item id
 (``SIDTrie(allow_shared=True)``, enabled by the table's ``shared_sid`` column), and every report
