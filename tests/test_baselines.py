@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import polars as pl
 import pytest
@@ -80,7 +82,7 @@ def test_popularity_ranks_by_train_counts_ties_by_item_id():
     assert items.tolist() == [[3, 2, 1], [3, 2, 1]] and report["top10"][:2] == [3, 2]
 
 
-def test_sasrec_learns_a_deterministic_rule_to_near_perfect_recall_at_1():
+def test_sasrec_learns_a_deterministic_rule_to_near_perfect_recall_at_1(caplog):
     n, rng = 30, np.random.default_rng(0)
     succ = rng.permutation(n)  # next item = succ[last item]
     seqs = {}
@@ -94,7 +96,12 @@ def test_sasrec_learns_a_deterministic_rule_to_near_perfect_recall_at_1():
     # from the last item make that position a trained one
     cfg = SASRecConfig(hidden=32, max_len=8, max_epochs=40, patience=40, lr=5e-3, dropout=0.0,
                        batch_size=32, positions="from_end", progress_bar=False, seed=1)
-    result = train_sasrec(s, n, cfg)
+    with caplog.at_level(logging.INFO, logger="sapo_pipeline.baselines.sasrec"):
+        result = train_sasrec(s, n, cfg)
+    # a log file sees the bar's progress every 10 epochs (the bar is off without a tty)
+    epochs_logged = [r.getMessage().split()[2] for r in caplog.records
+                     if r.getMessage().startswith("sasrec epoch")]
+    assert epochs_logged == ["10/40", "20/40", "30/40", "40/40"], epochs_logged
     valid = s.filter(pl.col("split") == "valid")
     top, scores = rank_items(result.model, [list(h) for h in valid["history"]], 5)
     recall1 = float((top[:, 0] == valid["target"].to_numpy()).mean())

@@ -222,6 +222,10 @@ def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
                             f"valid_ndcg@{cfg.select_k}": score,
                             "seconds": round(time.perf_counter() - start, 2)})
             bar.set_postfix(loss=f"{np.mean(losses):.3f}", ndcg=f"{score:.4f}")
+            if epoch % 10 == 0:  # a log file's view of the bar (RQ-VAE logs the same way)
+                log.info("sasrec epoch %d/%d loss %.4f valid NDCG@%d %.4f (best %.4f, %.0fs)",
+                         epoch, cfg.max_epochs, np.mean(losses), cfg.select_k, score,
+                         max(best, score), history[-1]["seconds"])
             if score > best:
                 best, best_state, best_epoch, stale = score, copy.deepcopy(model.state_dict()), \
                     epoch, 0
