@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from sapo_pipeline.evaluation.breakdown import GROUP_COLUMN, paired_by_group, render_by_group
 from sapo_pipeline.evaluation.metrics import RANK_METRICS, metric_names
 from sapo_pipeline.evaluation.published import published_key, published_table
 from sapo_pipeline.evaluation.stats import bootstrap_ci, holm, paired_test, seed_summary
@@ -137,6 +138,14 @@ def build_report(runs: Sequence[Run], *, dataset: str, split: str, notes: Sequen
         t["p_holm"] = adj
     if tests:
         test_note = None
+    by_group = None
+    if tests and GROUP_COLUMN in runs[0].per_sample.columns:
+        flags = runs[0].per_sample.sort("sample_id")[GROUP_COLUMN].fill_null(False).to_numpy()
+        by_group = paired_by_group(
+            averaged, list(dict.fromkeys((t["reference"], t["other"]) for t in tests)), flags,
+            metric=paired_metrics[0], column=names.index(paired_metrics[0]),
+            n_bootstrap=n_bootstrap, n_permutations=n_permutations,
+            exact_max_rows=exact_max_rows, confidence=confidence, seed=seed)
     key = published_key(dataset, published_reference)
     return {
         "dataset": dataset,
@@ -157,6 +166,7 @@ def build_report(runs: Sequence[Run], *, dataset: str, split: str, notes: Sequen
         "reference_method": reference_method,
         "paired_tests": tests,
         "paired_tests_note": test_note,
+        "paired_by_group": by_group,
         "published_reference": published_table(key) if key else None,
     }
 
@@ -225,6 +235,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                              f"{t['mean_diff']:+.4f}", f"[{t['low']:+.4f}, {t['high']:+.4f}]",
                              f"{t['p_value']:.4g}", f"{t['p_holm']:.4g}", t["test"],
                              f"{t['wins']}/{t['losses']}/{t['ties']}"]))
+        out += render_by_group(report.get("paired_by_group") or {}, pct)
     else:
         out.append(report.get("paired_tests_note") or "No paired tests.")
     pub = report.get("published_reference")

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sapo_pipeline.evaluation.breakdown import render_by_group
+
 log = logging.getLogger(__name__)
 
 REFERENCE = "sapo"
@@ -297,6 +299,8 @@ def dataset_section(report: dict[str, Any], study_path: Path, figure: str) -> li
     out += ["", "### Every method and baseline", ""] + method_table(report)
     out += ["", f"![NDCG and Recall by method, {report['dataset']}]({figure})", ""]
     out += ["### Paired tests", ""] + paired_table(report)
+    out += render_by_group(report.get("paired_by_group") or {},
+                           round(100 * report.get("confidence", 0.95)))
     pub = report.get("published_reference")
     if pub:
         cols = pub["columns"]
