@@ -173,3 +173,23 @@ def test_baseline_config_names_the_bad_field():
         from_dict(BaselineSection, {"baseline": {"kind": "sasrec", "dropout": 1.5}}, "sasrec")
     with pytest.raises(ConfigError, match="divisible"):
         baseline_config_from_dict({"kind": "sasrec", "hidden": 10, "heads": 3})
+
+
+def test_mask_history_keeps_every_history_item_out_of_the_ranking():
+    torch = pytest.importorskip("torch")
+    from sapo_pipeline.baselines.sasrec import SASRec
+
+    torch.manual_seed(0)
+    model = SASRec(12, SASRecConfig(hidden=16, max_len=6, dropout=0.0, progress_bar=False))
+    histories = [[0, 1, 2, 3], [5], [7, 7, 8, 9, 10, 11, 1]]  # longer than max_len, a repeat
+    kept, kept_scores = rank_items(model, histories, 12)
+    masked, masked_scores = rank_items(model, histories, 12, mask_history=True)
+    for hist, row, scores in zip(histories, masked, masked_scores):
+        n_free = 12 - len(set(hist))
+        assert not set(row[:n_free].tolist()) & set(hist)  # history items rank after the rest
+        assert np.isneginf(scores[n_free:]).all() and np.isfinite(scores[:n_free]).all()
+    # the other items keep their order and scores
+    for hist, k_row, k_s, m_row, m_s in zip(histories, kept, kept_scores, masked, masked_scores):
+        free = [(i, s) for i, s in zip(k_row.tolist(), k_s.tolist()) if i not in hist]
+        assert [i for i, _ in free] == m_row[:len(free)].tolist()
+        assert np.allclose([s for _, s in free], m_s[:len(free)])

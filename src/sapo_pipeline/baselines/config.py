@@ -73,6 +73,13 @@ class SASRecConfig:
     patience: int = field(
         default=10, metadata={"help": "Stop after this many evaluations without a better valid "
                                       "NDCG@K; the best epoch's weights are kept."})
+    mask_history: bool = field(
+        default=False,
+        metadata={"help": "Score the row's history items -inf when ranking, in valid selection "
+                          "and at prediction (RecBole's full-sort default). false keeps them, as "
+                          "every other model under the published protocol; true suits data sets "
+                          "without repeat purchases, where SASRec otherwise ranks the item just "
+                          "bought first (tied embeddings): choose it on valid."})
     select_k: int = field(default=10, metadata={"help": "K of the valid NDCG@K used to select."})
     max_valid_rows: int | None = field(
         default=None, metadata={"help": "Seeded subset of valid rows for selection (null: all)."})

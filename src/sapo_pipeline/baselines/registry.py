@@ -63,7 +63,7 @@ def _rank_sasrec(state: State, histories: list[list[int]], cfg: SASRecConfig, k:
 
     model = SASRec(int(state["items.weight"].shape[0]) - 1, cfg)
     model.load_state_dict({n: torch.from_numpy(np.array(a)) for n, a in state.items()})
-    return rank_items(model, histories, k, cfg.eval_batch_size)
+    return rank_items(model, histories, k, cfg.eval_batch_size, cfg.mask_history)
 
 
 KINDS: dict[str, BaselineKind] = {

@@ -18,7 +18,8 @@ stops after ``patience`` evaluations without improvement and the best epoch's we
 
 Inference (:func:`rank_items`): the sample's history (as every other model sees it), the score
 at its last position over the whole catalog, top-K. History items stay in the ranking (the
-published protocol, as for the generative models).
+published protocol, as for the generative models) unless ``mask_history`` scores them -inf
+(RecBole's full-sort default; for data sets without repeat purchases, chosen on valid).
 """
 
 from __future__ import annotations
@@ -105,9 +106,10 @@ def _device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def rank_items(model: SASRec, histories: list[list[int]], k: int, batch_size: int = 512
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """``[n, k]`` top items (catalog ids) and scores after each history (full ranking)."""
+def rank_items(model: SASRec, histories: list[list[int]], k: int, batch_size: int = 512,
+               mask_history: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``[n, k]`` top items (catalog ids) and scores after each history (full ranking; with
+    ``mask_history`` the row's history items score -inf and rank last)."""
     model.eval()
     dev = next(model.parameters()).device
     k = min(k, model.n_items)
@@ -119,7 +121,12 @@ def rank_items(model: SASRec, histories: list[list[int]], k: int, batch_size: in
         seq = torch.from_numpy(_pad(chunk, min(model.max_len, max(map(len, chunk))))).to(dev)
         last = (seq > 0).sum(1) - 1
         h = model(seq)[torch.arange(len(chunk), device=dev), last]
-        s, i = model.scores(h).topk(k, dim=-1)
+        scores = model.scores(h)
+        if mask_history:
+            rows = torch.cat([torch.full((len(hh),), r) for r, hh in enumerate(chunk)])
+            cols = torch.as_tensor([i for hh in chunk for i in hh])
+            scores[rows.to(dev), cols.to(dev)] = float("-inf")
+        s, i = scores.topk(k, dim=-1)
         top_i.append(i.cpu().numpy())
         top_s.append(s.float().cpu().numpy())
     return np.concatenate(top_i), np.concatenate(top_s)
@@ -216,7 +223,8 @@ def train_sasrec(samples: pl.DataFrame, n_items: int, cfg: SASRecConfig
                 losses.append(loss.item())
             if epoch % cfg.eval_every and epoch != cfg.max_epochs:
                 continue
-            top, _ = rank_items(model, v_hist, cfg.select_k, cfg.eval_batch_size)
+            top, _ = rank_items(model, v_hist, cfg.select_k, cfg.eval_batch_size,
+                                cfg.mask_history)
             score = ndcg_at(top, v_target, cfg.select_k)
             history.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
                             f"valid_ndcg@{cfg.select_k}": score,
