@@ -105,6 +105,19 @@ def test_every_environment_validates(env: str):
     assert set(validate_parameters(params)) == {k for k in params if not k.startswith("_")}
 
 
+@pytest.mark.parametrize("env", ["base", "smoke", "scientific", "office", "industrial", "games"])
+def test_a_baseline_ranked_under_another_history_convention_is_named_in_the_report(env: str):
+    """A baseline that masks its history items ranks under a convention the generative models do
+    not follow: the environment's report notes must say so, or its numbers read as like for like."""
+    params = resolved_config("parameters", None if env == "base" else env)
+    masked = [name for name, section in params.items() if isinstance(section, dict)
+              and isinstance(section.get("baseline"), dict)
+              and section["baseline"].get("mask_history")]
+    notes = " ".join(params["evaluate"].get("report", {}).get("notes", []))
+    for name in masked:
+        assert f"{name} (baseline)" in notes and "mask_history" in notes, (env, name, notes)
+
+
 def test_scientific_takes_its_measured_stage2_recipe():
     teacher = load_section("teacher_corpus", resolved_config("parameters", "scientific")
                            ["teacher_corpus"])
