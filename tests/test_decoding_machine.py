@@ -176,3 +176,30 @@ def test_max_response_tokens_and_bad_config() -> None:
     assert _machine(reasoning=False).max_response_tokens == LEVELS + 1
     with pytest.raises(ValueError, match="min_think_tokens"):
         _machine(cap=2, min_think=3)
+
+
+@pytest.mark.parametrize("scattered", [False, True])
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_greedy_think_is_the_argmax_of_the_masked_logits_ties_included(scattered: bool,
+                                                                     share: float) -> None:
+    """The greedy block token over views of the free-text runs equals the argmax of the logits
+    plus the think bias (</think> banned where a row may not close yet): the first maximum,
+    with ties everywhere, </think> among them, for all rows or a subset of them."""
+    m = _machine()
+    width = m.vocab.vocab_size + 3  # a model vocabulary with padding rows past the tokenizer's
+    if scattered:  # many runs: the masked-copy path
+        m._think_ok[1:m.vocab.vocab_size:5] = False
+        m._bias.clear()
+        m._runs.clear()
+    assert (len(m._think_runs(width)) > 8) == scattered
+    gen = torch.Generator().manual_seed(0)
+    n = 64
+    logits = torch.randint(0, 3, (n, width), generator=gen).float()  # ties in every row
+    logits[:, m.close_id] = torch.randint(2, 4, (n,), generator=gen).float()  # tie or win
+    rows = torch.arange(n)[torch.rand(n, generator=gen) < share] if share < 1 else torch.arange(n)
+    close_ok = torch.rand(len(rows), generator=gen) < 0.5
+    ref = logits[rows] + m.think_bias(width)
+    ref[:, m.close_id].masked_fill_(~close_ok, float("-inf"))
+    got = m.greedy_think(logits, rows, close_ok)
+    assert torch.equal(got, ref.argmax(-1))
+    assert bool((got == m.close_id).any()) and bool((got != m.close_id).any())

@@ -26,8 +26,13 @@ def _models():
     return s, {"mha": mha, "gqa": gqa, "eager": eager}
 
 
+@pytest.mark.parametrize("subset_below", [0.0, 0.6, 1.01])  # every row / the heuristic / subset
 @pytest.mark.parametrize("kind", ["mha", "gqa", "eager"])
-def test_logits_equal_copied_rows_through_expansion_holes_and_compaction(kind: str) -> None:
+def test_logits_equal_copied_rows_through_expansion_holes_and_compaction(
+        kind: str, subset_below: float, monkeypatch) -> None:
+    """Holes keep their logits and the fed rows' match copied cache rows whether the written
+    step computes only the fed rows or every row (``KVSession.subset_below``)."""
+    monkeypatch.setattr(KVSession, "subset_below", subset_below)
     s, models = _models()
     model = models[kind]
     before = model.config._attn_implementation

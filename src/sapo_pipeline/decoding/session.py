@@ -139,6 +139,10 @@ class KVSession:
 
     share_prefix = True
     written_step = True  # steps through :class:`~.qwen2_step.Qwen2Step` where it applies
+    #: a written step computes only the rows fed a real token while they are fewer than this
+    #: share of the rows; above it every row is computed (a hole's key / value is written but
+    #: masked, its logits kept), which is cheaper than gathering the rows' cached suffixes
+    subset_below = 0.6
 
     def __init__(self, model: Any, prompts: Sequence[Sequence[int]], pad_id: int,
                  reserve: int = 64, share_prefix: bool | None = None) -> None:
@@ -201,13 +205,20 @@ class KVSession:
             ids = torch.where(real, tokens, self.pad_id)
         self.mask = torch.cat([self.mask, col[:, None]], dim=1)
         t0 = time.perf_counter()
-        if self.fast is not None and real is not None and not bool(real.all()):
+        moving = None if real is None else int(real.sum())
+        if self.fast is not None and moving is not None and moving < len(tokens) and (
+                moving < self.subset_below * len(tokens)):
             rows = real.nonzero().flatten()
-            logits = self.logits.clone()  # rows fed a hole keep their logits
+            # rows fed a hole keep their logits: the fed rows' are overwritten in place (the
+            # session owns the tensor; every reader of the old logits has run by now)
+            logits = self.logits
             logits[rows.cpu()] = self.fast(ids, self.next_pos, self.mask, self.cache.layers,
                                            rows).float().cpu()
         elif self.fast is not None:
             logits = self.fast(ids, self.next_pos, self.mask, self.cache.layers)
+            if moving is not None and moving < len(tokens):  # rows fed a hole keep their logits
+                hole = ~real.cpu()
+                logits[hole] = self.logits[hole]
         else:
             with self._attention() as extra:
                 out = self.model(input_ids=ids[:, None], attention_mask=self.mask,

@@ -95,6 +95,7 @@ class StepMachine:
         self._think_ok[vocab.banned_in_think()] = False
         self._think_ok[self.close_id] = False
         self._bias: dict[int, torch.Tensor] = {}
+        self._runs: dict[int, list[tuple[int, int]]] = {}
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -113,6 +114,45 @@ class StepMachine:
             bias[self.close_id] = 0.0
             self._bias[width] = bias
         return bias
+
+    def _think_runs(self, width: int) -> list[tuple[int, int]]:
+        """The free-text ids of a ``width``-wide logits row (</think> left out) as ascending
+        half-open runs ``[a, b)``."""
+        runs = self._runs.get(width)
+        if runs is None:
+            ok = self.think_bias(width) == 0
+            ok[self.close_id] = False
+            edges = torch.diff(ok.to(torch.int8), prepend=torch.zeros(1, dtype=torch.int8),
+                               append=torch.zeros(1, dtype=torch.int8)).nonzero().flatten()
+            runs = [(int(a), int(b)) for a, b in edges.reshape(-1, 2).tolist()]
+            self._runs[width] = runs
+        return runs
+
+    def greedy_think(self, logits: torch.Tensor, rows: torch.Tensor,
+                     close_ok: torch.Tensor) -> torch.Tensor:
+        """The greedy token of free rows ``rows`` of ``logits``: the first maximum over the
+        free-text ids and, where ``close_ok``, ``</think>`` -- the argmax of the logits plus
+        :meth:`think_bias` with </think> banned where not ``close_ok``, computed over views of
+        the logits' free-text runs, so no masked copy of ``[rows, V]`` is made."""
+        runs = self._think_runs(logits.shape[1])
+        if len(runs) > 8:  # a scattered banned set: one masked copy is cheaper than many views
+            s = logits[rows] + self.think_bias(logits.shape[1])
+            s[:, self.close_id].masked_fill_(~close_ok, float("-inf"))
+            return s.max(-1).indices
+        src = logits if 2 * len(rows) >= len(logits) else logits[rows]
+        best_v = best_i = None
+        for a, b in runs:
+            v, i = src[:, a:b].max(-1)
+            if best_v is None:
+                best_v, best_i = v, i + a
+            else:  # a later run wins only on a strictly larger value: the first maximum
+                take = v > best_v
+                best_v, best_i = torch.where(take, v, best_v), torch.where(take, i + a, best_i)
+        if src is logits and len(rows) != len(logits):
+            best_v, best_i = best_v[rows], best_i[rows]
+        close = src[:, self.close_id] if src is not logits else logits[rows, self.close_id]
+        take = close_ok & ((close > best_v) | ((close == best_v) & (self.close_id < best_i)))
+        return torch.where(take, self.close_id, best_i)
 
     # -- state ---------------------------------------------------------------------------
     def start(self, n: int) -> MachineState:
