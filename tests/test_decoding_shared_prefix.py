@@ -165,3 +165,18 @@ def test_written_step_only_for_plain_eval_qwen2_models() -> None:
     assert Qwen2Step.for_model(model) is None
     assert Qwen2Step.for_model(object()) is None
     assert Qwen2Step.for_model(torch.nn.Linear(2, 2)) is None
+
+
+def test_greedy_views_and_the_masked_copy_write_the_same_beams(monkeypatch) -> None:
+    """``StepMachine.greedy_views`` off (the benchmark's former rule) changes no beam."""
+    from sapo_pipeline.decoding.state_machine import StepMachine
+
+    s = setup()
+    model = CloseBias(s.model, s.vocab.think_close_id)
+    got = beam_search(model, s.prompts, s.trie, s.vocab, num_beams=4, reasoning=True,
+                      max_think_tokens=4)
+    monkeypatch.setattr(StepMachine, "greedy_views", False)
+    ref = beam_search(model, s.prompts, s.trie, s.vocab, num_beams=4, reasoning=True,
+                      max_think_tokens=4)
+    assert [[(h.codes, h.tokens, h.score) for h in a] for a in got] == \
+        [[(h.codes, h.tokens, h.score) for h in b] for b in ref]

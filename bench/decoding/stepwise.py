@@ -2,8 +2,9 @@
 
 Ours (``decoding.beam_search(reasoning=True)``: prompts' keys / values shared by their beams,
 the level-1 block folded into them, the decoding step written out over the model's weights,
-32 prompts per batch) vs the decoder before the shared-prefix cache ("today": one cache copy per
-beam, evaluate's former batch of 8 prompts; the same code with ``KVSession.share_prefix`` off)
+greedy block tokens over views of the logits, 64 prompts per batch as evaluate decodes) vs the
+decoder before the shared-prefix cache ("today": one cache copy per beam, evaluate's former batch
+of 8 prompts; the same code with ``KVSession.share_prefix`` and ``StepMachine.greedy_views`` off)
 vs ours stepping through the transformers module forward (``KVSession.written_step`` off) vs
 ``generate`` driven level by level (``hf_side.hf_stepwise_beam``). The top-B sets must agree.
 The floor is set by arithmetic: 2 x parameters x decoded tokens per prompt (every beam's
@@ -41,12 +42,13 @@ from devices import add_device_arg, describe, resolve, synchronize  # noqa: E402
 from hf_side import hf_stepwise_beam  # noqa: E402
 
 from sapo_pipeline.decoding import KVSession, beam_search  # noqa: E402
+from sapo_pipeline.decoding.state_machine import StepMachine  # noqa: E402
 
 log = logging.getLogger("bench.decoding")
 
 
 def add_stepwise_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--stepwise-batch", type=int, default=32,
+    ap.add_argument("--stepwise-batch", type=int, default=64,
                     help="prompts per batch of our step-wise beam search (evaluate's default)")
     ap.add_argument("--today-batch", type=int, default=8,
                     help="prompts per batch of the former decoder (evaluate's former default)")
@@ -89,12 +91,12 @@ def bench_stepwise(model: Any, prompts: list, trie: Any, vocab: Any, args: Any) 
                            max_think_tokens=cap, batch_size=args.stepwise_batch)
 
     def today() -> list:
-        KVSession.share_prefix = False
+        KVSession.share_prefix = StepMachine.greedy_views = False
         try:
             return beam_search(model, prompts, trie, vocab, num_beams=b, reasoning=True,
                                max_think_tokens=cap, batch_size=args.today_batch)
         finally:
-            KVSession.share_prefix = True
+            KVSession.share_prefix = StepMachine.greedy_views = True
 
     def module_forward() -> list:
         KVSession.written_step = False

@@ -194,7 +194,7 @@ def pick_tokens(logits: torch.Tensor, machine: StepMachine, st: MachineState, co
     if len(free):
         every = len(free) == len(tok)  # common while thinking: no row gather needed
         t_free = temperature if think_temperature is None else think_temperature
-        if t_free == 0:  # greedy blocks: the free-text maximum, no masked copy of the logits
+        if t_free == 0 and machine.greedy_views:  # greedy: no masked copy of the logits
             tok[free] = machine.greedy_think(logits, free, con.close_ok[free])
         else:
             s = (logits if every else logits[free]) + machine.think_bias(logits.shape[1])

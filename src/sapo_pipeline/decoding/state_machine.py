@@ -115,6 +115,10 @@ class StepMachine:
             self._bias[width] = bias
         return bias
 
+    #: greedy blocks pick their token by :meth:`greedy_think` (False: the former masked copy of
+    #: the logits, the same tokens; the decoding benchmark's baseline)
+    greedy_views = True
+
     def _think_runs(self, width: int) -> list[tuple[int, int]]:
         """The free-text ids of a ``width``-wide logits row (</think> left out) as ascending
         half-open runs ``[a, b)``."""
