@@ -134,3 +134,17 @@ def test_a_study_of_the_ablation_reports(tmp_path: Path):
     assert "## fake: the ablations of SAPO" in text and "Learning targets" not in text
     assert "--report ablations" in text and "kedro run --pipelines=ablations" in text
     assert (tmp_path / "results" / "fake_ablations_test.png").is_file()
+
+
+@pytest.mark.parametrize("n_seeds", [1, 2, 3])
+def test_the_page_says_how_many_seeds_a_data_set_rests_on(tmp_path: Path, n_seeds: int):
+    """One seed: single-run numbers; two: short of the study's three; three: no warning."""
+    roots, _ = study_roots(tmp_path)
+    report = build_study(roots[:n_seeds], dataset="fake", n_bootstrap=50, n_permutations=200)
+    study = write_study(report, tmp_path / "study")[0]
+    out = tmp_path / "results.md"
+    rp.build_page([study], out)
+    text = out.read_text()
+    assert f"Seeds: {n_seeds}" in text
+    assert ("**1 seed only**: single-run numbers" in text) == (n_seeds == 1)
+    assert ("**2 seeds only** (the study asks 3)" in text) == (n_seeds == 2)

@@ -289,9 +289,13 @@ def dataset_section(report: dict[str, Any], study_path: Path, figure: str) -> li
     out += [f"- Note: {n}" for n in report.get("notes", [])
             if not n.startswith(("CIs:", f"{len(roots)} runs"))]  # said above
     out += [""]
-    if n_seeds < 3:
-        out += [f"**{n_seeds} seed only**: single-run numbers; the paired tests cover row "
+    if n_seeds == 1:
+        out += ["**1 seed only**: single-run numbers; the paired tests cover row "
                 "sampling, not the spread between seeds.", ""]
+    elif n_seeds < 3:
+        out += [f"**{n_seeds} seeds only** (the study asks 3): the interval over seeds rests on "
+                f"{n_seeds} runs; the paired tests cover row sampling of the seed-averaged rows.",
+                ""]
     out += [f"### What the evidence says (NDCG@{top_k(report)})", ""] + (evidence_lines(report)
                                                         or ["- No RL comparison in this study."])
     if not ablations:
