@@ -83,6 +83,33 @@ def test_plain_beam_equals_brute_force_top_b() -> None:
         assert [h.score for h in got] == pytest.approx([sc for sc, _ in ranked], abs=2e-5)
 
 
+def test_excluded_sids_never_come_back_and_the_rest_keep_their_order() -> None:
+    """``exclude``: with B large enough to be exact, the beams are the brute-force ranking of
+    the catalog minus each prompt's excluded SIDs; step-wise (reasoning) beams drop exactly the
+    excluded SIDs of the unrestricted search when B spans the catalog."""
+    s = setup()
+    sids = s.trie.sids()
+    exclude = [[sids[(3 * j) % len(sids)], sids[(3 * j + 1) % len(sids)]] for j in
+               range(len(s.prompts))]
+    exclude[0] = []  # a prompt with nothing to exclude
+    hits = beam_search(s.model, s.prompts, s.trie, s.vocab, num_beams=9, batch_size=4,
+                       exclude=exclude)
+    for prompt, got, ban in zip(s.prompts, hits, exclude, strict=True):
+        scores = _sid_scores(s.model, prompt, [s.vocab.codes_to_ids(c) for c in sids])
+        ranked = [c for _, c in sorted(zip(scores, sids), key=lambda x: -x[0]) if c not in ban]
+        assert [h.codes for h in got] == ranked[:9]
+    model = CloseBias(s.model, s.vocab.think_close_id)
+    every = len(sids)
+    free = beam_search(model, s.prompts, s.trie, s.vocab, num_beams=every, reasoning=True,
+                       max_think_tokens=CAP)
+    cut = beam_search(model, s.prompts, s.trie, s.vocab, num_beams=every, reasoning=True,
+                      max_think_tokens=CAP, exclude=exclude)
+    for a, b, ban in zip(free, cut, exclude, strict=True):
+        assert [h.codes for h in b] == [h.codes for h in a if h.codes not in ban]
+    with pytest.raises(ValueError, match="lists for"):
+        beam_search(s.model, s.prompts, s.trie, s.vocab, exclude=exclude[:1])
+
+
 def test_plain_beam_small_b_equals_naive_beam() -> None:
     s = setup()
     hits = beam_search(s.model, s.prompts, s.trie, s.vocab, num_beams=2, batch_size=4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -254,6 +256,16 @@ def test_predict_rows_with_the_real_beam_search_on_a_tiny_model(reasoning):
     assert info["rows"] == 3 and info["reasoning"] is reasoning
     res = compute_metrics(preds, rows, table, (1, 4))
     assert res.summary["validity"] == 1.0 and res.summary["n_samples"] == 3
+    # exclude_history: the same model never returns a history item, and the rest keep order
+    cut, info = predict_rows(ckpt, rows, table, None, PromptConfig(), spec,
+                             dataclasses.replace(cfg, exclude_history=True))
+    assert info["exclude_history"] is True
+    for sid, hist in zip(rows["sample_id"], rows["history"], strict=True):
+        got = cut.filter(pl.col("sample_id") == sid).sort("rank")["item_id"].to_list()
+        before = preds.filter(pl.col("sample_id") == sid).sort("rank")["item_id"].to_list()
+        assert len(got) == 4 and not set(got) & set(hist)
+        kept = [i for i in before if i not in hist]
+        assert got[:len(kept)] == kept
 
 
 def test_start_pairs_auto_pairs_every_rl_namespace_with_its_stage2_start():

@@ -116,6 +116,8 @@ def test_a_baseline_ranked_under_another_history_convention_is_named_in_the_repo
     notes = " ".join(params["evaluate"].get("report", {}).get("notes", []))
     for name in masked:
         assert f"{name} (baseline)" in notes and "mask_history" in notes, (env, name, notes)
+    if params["evaluate"].get("decoding", {}).get("exclude_history"):
+        assert "exclude_history" in notes, (env, notes)
 
 
 def test_scientific_takes_its_measured_stage2_recipe():

@@ -144,8 +144,33 @@ def _think_then_score(sess: KVSession, machine: StepMachine, st: MachineState,
     return out
 
 
+def _exclusion(exclude: Sequence[Sequence[Sequence[int]]], levels: int) -> torch.Tensor:
+    """``[p, H, K]`` long: each prompt's excluded SIDs, padded with rows of -1."""
+    h = max((len(e) for e in exclude), default=0)
+    out = torch.full((len(exclude), max(h, 1), levels), -1, dtype=torch.long)
+    for j, sids in enumerate(exclude):
+        if len(sids):
+            t = torch.as_tensor([list(c) for c in sids], dtype=torch.long)
+            if t.shape[1] != levels:
+                raise ValueError(f"exclude: prompt {j} has a SID of {t.shape[1]} codes, the "
+                                 f"catalog {levels}")
+            out[j, :len(sids)] = t
+    return out
+
+
+def _ban_excluded(lp: torch.Tensor, st: MachineState, banned: torch.Tensor, width: int,
+                  level: int) -> None:
+    """At the last level: ``lp[r, c] = -inf`` where row r's prefix plus code c is one of its
+    prompt's excluded SIDs (``banned`` ``[p, H, K]``, rows ``j * width ..`` of prompt j)."""
+    mine = banned[torch.arange(len(st)) // width]  # [n, H, K]
+    hit = (mine[:, :, 0] >= 0) & (mine[:, :, :level] == st.codes[:, None, :level]).all(-1)
+    rows, slot = hit.nonzero(as_tuple=True)
+    lp[rows, mine[rows, slot, level]] = _NEG
+
+
 def _beam_chunk(model: Any, prompts: Sequence[Sequence[int]], machine: StepMachine,
-                num_beams: int, rollout: bool = False, tree: bool = True) -> _Beams:
+                num_beams: int, rollout: bool = False, tree: bool = True,
+                banned: torch.Tensor | None = None) -> _Beams:
     p, cmax, index = len(prompts), machine.index.cmax, machine.index
     sess = open_session(model, prompts, machine.pad_id, reserve=machine.max_response_tokens,
                         branches=num_beams, tree=tree and not machine.reasoning)
@@ -155,6 +180,8 @@ def _beam_chunk(model: Any, prompts: Sequence[Sequence[int]], machine: StepMachi
     width = 1
     for k in range(machine.levels):
         lp = _think_then_score(sess, machine, st, buf, k, need_logprobs=rollout)
+        if banned is not None and k == machine.levels - 1:
+            _ban_excluded(lp, st, banned, width, k)
         total = (scores.reshape(-1, 1) + lp).reshape(p, width * cmax)
         kk = min(num_beams, width * cmax)
         top_v, top_i = total.topk(kk, dim=1)
@@ -213,18 +240,27 @@ def _eval_mode(model: Any) -> bool:
 def beam_search(model: Any, prompts: Sequence[Sequence[int]], trie: SIDTrie, vocab: SIDVocab,
                 num_beams: int = 10, *, reasoning: bool = False, max_think_tokens: int = 64,
                 min_think_tokens: int = 1, batch_size: int = 16,
-                tree_decoding: bool = True) -> list[list[BeamHit]]:
-    """Top-``num_beams`` catalog SIDs per prompt, best first (see the module docstring)."""
+                tree_decoding: bool = True,
+                exclude: Sequence[Sequence[Sequence[int]]] | None = None) -> list[list[BeamHit]]:
+    """Top-``num_beams`` catalog SIDs per prompt, best first (see the module docstring).
+
+    ``exclude`` (one list per prompt): SIDs that prompt's beams may not end in (e.g. its history
+    items'); they are cut at the last level, so the beams are the best ``num_beams`` of the rest.
+    """
     if num_beams < 1:
         raise ValueError(f"num_beams={num_beams}: must be >= 1")
+    if exclude is not None and len(exclude) != len(prompts):
+        raise ValueError(f"exclude: {len(exclude)} lists for {len(prompts)} prompts")
     machine = _machine(trie, vocab, reasoning, max_think_tokens, min_think_tokens)
     out: list[list[BeamHit]] = [[] for _ in prompts]
     started = time.perf_counter()
     was = _eval_mode(model)
     try:
         for chunk in _batches(prompts, batch_size):
+            banned = (None if exclude is None
+                      else _exclusion([exclude[i] for i in chunk], machine.levels))
             beams = _beam_chunk(model, [prompts[i] for i in chunk], machine, num_beams,
-                                tree=tree_decoding)
+                                tree=tree_decoding, banned=banned)
             scores = beams.scores.tolist()
             codes = beams.state.codes.tolist()
             for j, i in enumerate(chunk):

@@ -41,6 +41,12 @@ class DecodingConfig:
     prompt_separator: str = field(
         default=" ", metadata={"help": "Text between prompt and response, as in training."})
     device: str = field(default="auto", metadata={"help": f"One of {DEVICES} (auto: cuda if any)."})
+    exclude_history: bool = field(
+        default=False,
+        metadata={"help": "Generative models never return a SID of the row's history items: the "
+                          "beams are the best B of the rest (the generative counterpart of "
+                          "sasrec.baseline.mask_history, for data sets without repeat purchases; "
+                          "the report notes must say so). Off: the published protocol."})
     num_threads: int | None = field(
         default=None, metadata={"help": "torch.set_num_threads during decoding (null: leave)."})
 

@@ -112,6 +112,21 @@ def _place(model: Any, device: str) -> Any:
     return model.to(device)
 
 
+def history_sids(rows: pl.DataFrame, sid_table: pl.DataFrame) -> list[list[tuple[int, ...]]]:
+    """Each row's history items as their SIDs (for ``exclude_history``); an item without a SID
+    is an error naming the row."""
+    sid_of = dict(zip(sid_table["item_id"].to_list(),
+                      (tuple(c) for c in sid_table["codes"].to_list()), strict=True))
+    out = []
+    for sample_id, history in zip(rows["sample_id"], rows["history"]):
+        missing = [i for i in history if i not in sid_of]
+        if missing:
+            raise ValueError(f"exclude_history: sample {sample_id} has history item "
+                             f"{missing[0]} without a SID in the sid_table")
+        out.append(sorted({sid_of[i] for i in history}))
+    return out
+
+
 def predict_rows(checkpoint: Any, rows: pl.DataFrame, sid_table: pl.DataFrame,
                  items: pl.DataFrame | None, prompts: PromptConfig, spec: ModelSpec,
                  cfg: DecodingConfig, decoder: Any = None) -> tuple[pl.DataFrame, dict[str, Any]]:
@@ -146,10 +161,11 @@ def predict_rows(checkpoint: Any, rows: pl.DataFrame, sid_table: pl.DataFrame,
     try:
         model = _place(model, cfg.device)
         start = time.perf_counter()
+        extra = {"exclude": history_sids(rows, sid_table)} if cfg.exclude_history else {}
         with torch.no_grad():
             hits = beam_search(model, ids, trie, vocab, num_beams=cfg.num_beams,
                                reasoning=spec.reasoning, max_think_tokens=cfg.max_think_tokens,
-                               batch_size=cfg.batch_size)
+                               batch_size=cfg.batch_size, **extra)
         seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
@@ -158,7 +174,8 @@ def predict_rows(checkpoint: Any, rows: pl.DataFrame, sid_table: pl.DataFrame,
     preds = predictions_from_hits(rows["sample_id"].to_list(), hits, trie.item_of)
     info = {"model": spec.name, "rows": rows.height, "beams": preds.height,
             "seconds": round(seconds, 3), "prompts_truncated": truncated,
-            "reasoning": spec.reasoning, "prompt_task": spec.prompt_task}
+            "reasoning": spec.reasoning, "prompt_task": spec.prompt_task,
+            "exclude_history": cfg.exclude_history}
     log.info("%s: %d rows decoded (%d beams) in %.1fs", spec.name, rows.height, preds.height,
              seconds)
     return preds, info
